@@ -1,0 +1,191 @@
+//! The command line: `grantd serve | init | migrate | projections rebuild |
+//! audit verify`. Every flag also reads `GRANTD_<NAME>` from the environment.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::app::{self, AppError, Application};
+use crate::config::{self, ServeConfig};
+use crate::eventstore::verify::{verify_chain, ChainReport};
+use crate::keys::MasterKey;
+use crate::projections::runner::ProjectionRunner;
+use crate::setup::{self, InitOutcome};
+
+#[derive(Debug, Parser)]
+#[command(name = "grantd", version, about = "Event-sourced OAuth 2.1 / OpenID Connect authorization server")]
+pub struct Cli {
+    /// Database URL: sqlite://FILE (default sqlite://grantd.db) or postgres://…
+    /// (also DATABASE_URL).
+    #[arg(long, global = true, env = "GRANTD_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// File holding the 32-byte master key that seals signing keys
+    /// (GRANTD_MASTER_KEY may hold the key itself).
+    #[arg(long, global = true, env = "GRANTD_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (initialises an empty database first).
+    Serve {
+        #[arg(long, env = "GRANTD_BIND", default_value = config::DEFAULT_BIND)]
+        bind: String,
+        /// Issuer URL (default http://<bind>).
+        #[arg(long, env = "GRANTD_ISSUER")]
+        issuer: Option<String>,
+        #[arg(long, env = "GRANTD_ADMIN_CLIENT_ID")]
+        admin_client_id: Option<String>,
+        #[arg(long, env = "GRANTD_ADMIN_CLIENT_SECRET", hide_env_values = true)]
+        admin_client_secret: Option<String>,
+        /// HTTP worker threads (default: one per core).
+        #[arg(long, env = "GRANTD_WORKERS")]
+        workers: Option<usize>,
+    },
+    /// Create the database, the first signing key and the admin client.
+    Init {
+        #[arg(long, env = "GRANTD_ADMIN_CLIENT_ID")]
+        admin_client_id: Option<String>,
+        #[arg(long, env = "GRANTD_ADMIN_CLIENT_SECRET", hide_env_values = true)]
+        admin_client_secret: Option<String>,
+    },
+    /// Apply database migrations (a no-op when up to date).
+    Migrate,
+    /// Read-model maintenance.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+    /// Audit-trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Drop every read model and replay the whole log into it.
+    Rebuild,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of the whole log.
+    Verify,
+}
+
+/// Parses the arguments, runs the command, and turns errors into one line
+/// on standard error and a non-zero exit.
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("grantd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub async fn execute(cli: Cli) -> Result<ExitCode, AppError> {
+    let database_url = config::database_url(cli.database_url);
+    let master_source = || config::master_key_source(cli.master_key_file.clone(), &database_url);
+    let key_error = |e: String| AppError::Key(crate::keys::KeyError::Master(e));
+    match cli.command {
+        Command::Serve { bind, issuer, admin_client_id, admin_client_secret, workers } => {
+            let issuer = issuer.unwrap_or_else(|| format!("http://{bind}")).trim_end_matches('/').to_string();
+            let config = ServeConfig {
+                database_url: database_url.clone(),
+                bind,
+                issuer,
+                master_key: master_source().map_err(key_error)?,
+                admin_client_id,
+                admin_client_secret,
+                workers: workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            };
+            let app = Application::build(config.clone()).await?;
+            if let Some(outcome) = &app.init {
+                print_init(outcome);
+            }
+            tracing::info!(bind = %config.bind, issuer = %config.issuer, database = %crate::db::redact_url(&database_url), "grantd is serving");
+            app.run_until_stopped().await.map_err(|e| AppError::Bind { addr: config.bind, reason: e.to_string() })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init { admin_client_id, admin_client_secret } => {
+            let (_db, store) = app::open(&database_url).await?;
+            let master = MasterKey::load(&master_source().map_err(key_error)?)?;
+            let outcome = setup::initialize(&store, &master, admin_client_id, admin_client_secret).await?;
+            print_init(&outcome);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let db = crate::db::Db::connect(&database_url).await?;
+            db.migrate().await?;
+            eprintln!("migrations applied to {}", db.url());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Projections { command: ProjectionsCommand::Rebuild } => {
+            let (db, store) = app::open(&database_url).await?;
+            let head = store.head().await?;
+            let bar = progress(head, "replaying");
+            let runner = ProjectionRunner::new(db, store);
+            let reached = runner.rebuild(|p| bar.set_position(p as u64)).await?;
+            bar.finish_and_clear();
+            eprintln!("read models rebuilt from {reached} events");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let (_db, store) = app::open(&database_url).await?;
+            let head = store.head().await?;
+            let bar = progress(head, "verifying");
+            let report = verify_chain(&store, |p| bar.set_position(p as u64)).await?;
+            bar.finish_and_clear();
+            match report {
+                ChainReport::Intact { events, head_hash } => {
+                    println!("hash chain intact: {events} events, head {}", hex::encode(head_hash));
+                    Ok(ExitCode::SUCCESS)
+                }
+                ChainReport::Broken { position, reason } => {
+                    println!("hash chain broken at position {position}: {reason}");
+                    Ok(ExitCode::from(3))
+                }
+            }
+        }
+    }
+}
+
+fn progress(len: i64, verb: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len.max(0) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} events ({per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(verb);
+    bar
+}
+
+fn print_init(outcome: &InitOutcome) {
+    match outcome {
+        InitOutcome::Initialized { admin_client_id, generated_secret: Some(secret), signing_key_id } => {
+            println!(
+                "{}",
+                json!({"admin_client_id": admin_client_id, "admin_client_secret": secret, "signing_key_id": signing_key_id})
+            );
+            eprintln!("grantd initialised; the admin client secret above is shown once and not stored");
+        }
+        InitOutcome::Initialized { admin_client_id, generated_secret: None, signing_key_id } => {
+            eprintln!("grantd initialised: admin client {admin_client_id}, signing key {signing_key_id}");
+        }
+        InitOutcome::AlreadyInitialized { admin_client_id } => {
+            eprintln!("grantd is already initialised (admin client {admin_client_id}); nothing changed");
+        }
+    }
+}

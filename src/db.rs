@@ -1,0 +1,114 @@
+//! Connecting to the configured database and applying migrations.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+/// A connection pool to one of the two supported backends.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite { pool: SqlitePool, options: SqliteConnectOptions, url: String },
+    Postgres { pool: PgPool, url: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open database {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("unsupported database URL {0} (use sqlite://… or postgres://…)")]
+    Scheme(String),
+    #[error("migrating database {url} failed: {reason}")]
+    Migrate { url: String, reason: String },
+}
+
+impl Db {
+    /// Opens (and for SQLite creates) the database behind `url`.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        let shown = redact_url(url);
+        let fail = |e: &dyn std::fmt::Display| DbError::Connect { url: shown.clone(), reason: one_line(e) };
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| fail(&e))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: an acknowledged commit survives a power cut, also in WAL mode.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.clone())
+                .await
+                .map_err(|e| fail(&e))?;
+            Ok(Db::Sqlite { pool, options, url: shown })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url).map_err(|e| fail(&e))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(|e| fail(&e))?;
+            Ok(Db::Postgres { pool, url: shown })
+        } else {
+            Err(DbError::Scheme(shown))
+        }
+    }
+
+    /// Applies the embedded migrations; running them twice is a no-op.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        let result = match self {
+            Db::Sqlite { pool, .. } => sqlx::migrate!("migrations/sqlite").run(pool).await,
+            Db::Postgres { pool, .. } => sqlx::migrate!("migrations/postgres").run(pool).await,
+        };
+        result.map_err(|e| DbError::Migrate { url: self.url().to_string(), reason: one_line(&e) })
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn url(&self) -> &str {
+        match self {
+            Db::Sqlite { url, .. } | Db::Postgres { url, .. } => url,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres { .. })
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite { pool, .. } => pool.close().await,
+            Db::Postgres { pool, .. } => pool.close().await,
+        }
+    }
+}
+
+/// Replaces the password of a URL so that it can be logged.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Setting a password only fails for URLs that cannot have one.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub(crate) fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().lines().map(str::trim).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("sqlite://grantd.db"), "sqlite://grantd.db");
+    }
+}

@@ -1,0 +1,656 @@
+//! The event store: the only code that knows the `events` table.
+//!
+//! One [`Backend`] per database (SQLite, PostgreSQL) does the SQL. On top of
+//! it [`EventStore`] adds what both share: group commit (many concurrent
+//! appends in one transaction), a follower that publishes committed events in
+//! position order, live subscriptions that catch up from any position, and
+//! upcasting of old schema versions on read.
+
+pub mod hash;
+pub mod postgres;
+pub mod sqlite;
+pub mod verify;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::db::Db;
+use crate::domain::Actor;
+use hash::{canonical_json, event_hash, Hash, HashInput};
+
+/// What a writer expects of a stream's current version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last version must be exactly this (1 = one event).
+    Exact(i64),
+    /// No check.
+    Any,
+}
+
+impl ExpectedVersion {
+    /// The expectation for an aggregate loaded at `version` (0 = empty).
+    pub fn from_loaded(version: i64) -> Self {
+        if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) }
+    }
+
+    fn admits(self, actual: i64) -> bool {
+        match self {
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(v) => actual == v,
+            ExpectedVersion::Any => true,
+        }
+    }
+}
+
+/// Why and by whom a command was issued: copied into every event it causes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandContext {
+    pub actor: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<String>,
+    /// How the acting user authenticated (e.g. `password`), where one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<String>,
+}
+
+impl CommandContext {
+    pub fn system() -> Self {
+        CommandContext { actor: Actor::system(), request_id: None, source_address: None, authentication: None }
+    }
+    pub fn by(actor: Actor) -> Self {
+        CommandContext { actor, request_id: None, source_address: None, authentication: None }
+    }
+}
+
+/// Stored beside each payload: the provenance of the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    pub event_id: Uuid,
+    pub recorded_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub context: CommandContext,
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: Value,
+    pub context: CommandContext,
+}
+
+impl NewEvent {
+    pub fn from_domain<E: crate::domain::DomainEvent>(event: &E, context: &CommandContext) -> Self {
+        NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: event.event_type().to_string(),
+            schema_version: event.schema_version(),
+            payload: event.to_payload(),
+            context: context.clone(),
+        }
+    }
+}
+
+/// Events for one stream inside an atomic append.
+#[derive(Debug, Clone)]
+pub struct StreamWrite {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// An event as committed, upcast to its current schema version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub position: i64,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: Value,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+impl RecordedEvent {
+    /// Decodes the payload into an aggregate's event type.
+    pub fn decode<E: crate::domain::DomainEvent>(&self) -> Result<E, StoreError> {
+        E::from_payload(&self.event_type, &self.payload)
+            .map_err(|e| StoreError::Corrupt { position: self.position, reason: e.to_string() })
+    }
+}
+
+/// A row exactly as stored, before parsing and upcasting.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub position: i64,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: String,
+    pub metadata: String,
+    pub recorded_at: DateTime<Utc>,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("conflict on stream {stream_id}: expected {expected:?}, found version {actual}")]
+    Conflict { stream_id: String, expected: ExpectedVersion, actual: i64 },
+    #[error("event at position {position} is corrupt: {reason}")]
+    Corrupt { position: i64, reason: String },
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    #[error("event store is shut down")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn db(e: impl std::fmt::Display) -> Self {
+        StoreError::Unavailable(crate::db::one_line(&e))
+    }
+}
+
+pub type AppendResult = Result<Vec<RecordedEvent>, StoreError>;
+
+/// A row ready for insertion, with its position, version and hash assigned.
+#[derive(Debug, Clone)]
+pub struct PreparedRow {
+    pub position: i64,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: String,
+    pub metadata: String,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+/// The SQL half of the store, one per database.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Commits a batch of independent atomic appends in one transaction.
+    /// The outer error fails every append; an inner error fails only its own.
+    async fn commit(&self, batch: Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError>;
+    /// Events of one stream with `stream_version >= from_version`.
+    async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError>;
+    /// Up to `limit` events with `position > after`, in position order.
+    async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RawEvent>, StoreError>;
+    /// The highest committed position (0 for an empty log).
+    async fn head(&self) -> Result<i64, StoreError>;
+    /// Wake-ups when another process appended (PostgreSQL LISTEN), if supported.
+    async fn listen(&self) -> Option<mpsc::Receiver<()>>;
+}
+
+/// Assigns positions, versions and hashes to the appends of one batch, given
+/// the log's head and the current versions of the streams it touches. Pure:
+/// both backends call it inside their transaction.
+pub fn prepare_batch(
+    batch: &[Vec<StreamWrite>],
+    head: (i64, Hash),
+    versions: &HashMap<String, i64>,
+    recorded_at: DateTime<Utc>,
+) -> (Vec<PreparedRow>, Vec<Result<std::ops::Range<usize>, StoreError>>) {
+    let (mut position, mut prev) = head;
+    let mut versions = versions.clone();
+    let mut rows = Vec::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let micros = recorded_at.timestamp_micros();
+    'jobs: for writes in batch {
+        let mut local: HashMap<&str, i64> = HashMap::new();
+        for w in writes {
+            let actual = local.get(w.stream_id.as_str()).copied().unwrap_or_else(|| versions.get(&w.stream_id).copied().unwrap_or(0));
+            if !w.expected.admits(actual) {
+                outcomes.push(Err(StoreError::Conflict { stream_id: w.stream_id.clone(), expected: w.expected, actual }));
+                continue 'jobs;
+            }
+            local.insert(&w.stream_id, actual + w.events.len() as i64);
+        }
+        let start = rows.len();
+        for w in writes {
+            let mut version = versions.get(&w.stream_id).copied().unwrap_or(0);
+            for e in &w.events {
+                position += 1;
+                version += 1;
+                let payload = canonical_json(&e.payload);
+                let metadata = EventMetadata { event_id: e.event_id, recorded_at, context: e.context.clone() };
+                let metadata = canonical_json(&serde_json::to_value(&metadata).unwrap_or(Value::Null));
+                let hash = event_hash(
+                    &prev,
+                    &HashInput {
+                        position,
+                        stream_id: &w.stream_id,
+                        stream_version: version,
+                        event_type: &e.event_type,
+                        schema_version: e.schema_version,
+                        payload: &payload,
+                        metadata: &metadata,
+                        recorded_at_micros: micros,
+                    },
+                );
+                rows.push(PreparedRow {
+                    position,
+                    stream_id: w.stream_id.clone(),
+                    stream_version: version,
+                    event_type: e.event_type.clone(),
+                    schema_version: e.schema_version,
+                    payload,
+                    metadata,
+                    prev_hash: prev,
+                    hash,
+                });
+                prev = hash;
+            }
+            versions.insert(w.stream_id.clone(), version);
+        }
+        outcomes.push(Ok(start..rows.len()));
+    }
+    (rows, outcomes)
+}
+
+/// The time stamped on a batch: microseconds, which both backends keep.
+pub fn batch_time() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Turns prepared rows back into recorded events for the callers.
+pub fn recorded_from_prepared(rows: &[PreparedRow], recorded_at: DateTime<Utc>) -> Vec<RecordedEvent> {
+    rows.iter()
+        .map(|r| {
+            let metadata: EventMetadata = serde_json::from_str(&r.metadata).unwrap_or(EventMetadata {
+                event_id: Uuid::nil(),
+                recorded_at,
+                context: CommandContext::system(),
+            });
+            RecordedEvent {
+                position: r.position,
+                stream_id: r.stream_id.clone(),
+                stream_version: r.stream_version,
+                event_type: r.event_type.clone(),
+                schema_version: r.schema_version,
+                payload: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
+                metadata,
+                recorded_at,
+                prev_hash: r.prev_hash,
+                hash: r.hash,
+            }
+        })
+        .collect()
+}
+
+/// Parses a stored row and upcasts its payload; a row that cannot be read
+/// is reported with its position.
+pub fn parse_raw(raw: RawEvent) -> Result<RecordedEvent, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { position: raw.position, reason };
+    let payload: Value = serde_json::from_str(&raw.payload).map_err(|e| corrupt(format!("payload is not JSON: {e}")))?;
+    let metadata: EventMetadata =
+        serde_json::from_str(&raw.metadata).map_err(|e| corrupt(format!("metadata is unreadable: {e}")))?;
+    let prev_hash: Hash = raw.prev_hash.as_slice().try_into().map_err(|_| corrupt("prev_hash is not 32 bytes".into()))?;
+    let hash: Hash = raw.hash.as_slice().try_into().map_err(|_| corrupt("hash is not 32 bytes".into()))?;
+    let (schema_version, payload) = crate::domain::upcast::upcast(&raw.event_type, raw.schema_version, payload)
+        .ok_or_else(|| corrupt(format!("no upcast for {} v{}", raw.event_type, raw.schema_version)))?;
+    Ok(RecordedEvent {
+        position: raw.position,
+        stream_id: raw.stream_id,
+        stream_version: raw.stream_version,
+        event_type: raw.event_type,
+        schema_version,
+        payload,
+        metadata,
+        recorded_at: raw.recorded_at,
+        prev_hash,
+        hash,
+    })
+}
+
+struct AppendJob {
+    writes: Vec<StreamWrite>,
+    reply: oneshot::Sender<AppendResult>,
+}
+
+/// Most events committed in one transaction.
+const MAX_BATCH_EVENTS: usize = 2048;
+/// Page size for catch-up reads.
+const PAGE: i64 = 1000;
+
+/// The event store shared by the whole process. Cloning is cheap.
+#[derive(Clone)]
+pub struct EventStore {
+    backend: Arc<dyn Backend>,
+    appends: mpsc::Sender<AppendJob>,
+    live: broadcast::Sender<Arc<RecordedEvent>>,
+    published: watch::Receiver<i64>,
+}
+
+impl EventStore {
+    /// Opens the store on a migrated database and starts its writer and
+    /// follower tasks on the current tokio runtime.
+    pub async fn open(db: &Db) -> Result<EventStore, StoreError> {
+        let backend: Arc<dyn Backend> = match db {
+            Db::Sqlite { pool, options, .. } => Arc::new(sqlite::SqliteBackend::open(pool.clone(), options.clone()).await?),
+            Db::Postgres { pool, .. } => Arc::new(postgres::PostgresBackend::new(pool.clone())),
+        };
+        let poll = if db.is_postgres() { Duration::from_millis(1000) } else { Duration::from_millis(250) };
+        Self::with_backend(backend, poll).await
+    }
+
+    async fn with_backend(backend: Arc<dyn Backend>, poll: Duration) -> Result<EventStore, StoreError> {
+        let head = backend.head().await?;
+        let (append_tx, append_rx) = mpsc::channel(8192);
+        let (live, _) = broadcast::channel(16_384);
+        let (published_tx, published) = watch::channel(head);
+        let (local_tx, local_rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer(backend.clone(), append_rx, local_tx));
+        let remote = backend.listen().await;
+        tokio::spawn(follower(backend.clone(), head, local_rx, remote, live.clone(), published_tx, poll));
+        Ok(EventStore { backend, appends: append_tx, live, published })
+    }
+
+    /// Appends atomically to one or more streams; either every write lands
+    /// or none does. Concurrent calls share transactions (group commit).
+    pub async fn append(&self, writes: Vec<StreamWrite>) -> AppendResult {
+        if writes.iter().all(|w| w.events.is_empty()) {
+            return Ok(vec![]);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.appends.send(AppendJob { writes, reply }).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Appends to a single stream.
+    pub async fn append_to(&self, stream_id: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendResult {
+        self.append(vec![StreamWrite { stream_id: stream_id.to_string(), expected, events }]).await
+    }
+
+    /// Events of one stream from `from_version` (1 = all), upcast.
+    pub async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.backend.read_stream(stream_id, from_version).await?.into_iter().map(parse_raw).collect()
+    }
+
+    /// Up to `limit` events after `position`, upcast.
+    pub async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.backend.read_all(after, limit).await?.into_iter().map(parse_raw).collect()
+    }
+
+    /// Rows exactly as stored (for verification, no upcasting).
+    pub async fn read_raw(&self, after: i64, limit: i64) -> Result<Vec<RawEvent>, StoreError> {
+        self.backend.read_all(after, limit).await
+    }
+
+    pub async fn head(&self) -> Result<i64, StoreError> {
+        self.backend.head().await
+    }
+
+    /// The highest position this process has published to subscribers.
+    pub fn published_position(&self) -> i64 {
+        *self.published.borrow()
+    }
+
+    /// Every event after `after`, first from the log, then live as it is
+    /// committed (by this process or any other), with no gap and no
+    /// duplicate. A subscriber that falls behind is caught up from the log.
+    pub fn subscribe(&self, after: i64) -> impl Stream<Item = Result<Arc<RecordedEvent>, StoreError>> + Send + 'static {
+        let state = Subscription {
+            backend: self.backend.clone(),
+            live: self.live.subscribe(),
+            published: self.published.clone(),
+            last: after,
+            buffer: VecDeque::new(),
+        };
+        futures::stream::unfold(state, |mut s| async move {
+            let item = s.next().await?;
+            Some((item, s))
+        })
+    }
+}
+
+struct Subscription {
+    backend: Arc<dyn Backend>,
+    live: broadcast::Receiver<Arc<RecordedEvent>>,
+    published: watch::Receiver<i64>,
+    last: i64,
+    buffer: VecDeque<Arc<RecordedEvent>>,
+}
+
+impl Subscription {
+    async fn next(&mut self) -> Option<Result<Arc<RecordedEvent>, StoreError>> {
+        loop {
+            if let Some(e) = self.buffer.pop_front() {
+                if e.position <= self.last {
+                    continue;
+                }
+                self.last = e.position;
+                return Some(Ok(e));
+            }
+            // Catch up from the log while it holds more than we have seen.
+            if *self.published.borrow() > self.last {
+                match self.backend.read_all(self.last, PAGE).await {
+                    Ok(rows) if !rows.is_empty() => {
+                        for raw in rows {
+                            match parse_raw(raw) {
+                                Ok(e) => self.buffer.push_back(Arc::new(e)),
+                                Err(err) => return Some(Err(err)),
+                            }
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(err) => return Some(Err(err)),
+                }
+            }
+            match self.live.recv().await {
+                Ok(e) if e.position <= self.last => continue,
+                Ok(e) if e.position == self.last + 1 => {
+                    self.last = e.position;
+                    return Some(Ok(e));
+                }
+                // A gap (subscribed mid-flight) or lag: the log has it all.
+                Ok(e) => {
+                    match self.backend.read_all(self.last, (e.position - self.last).min(PAGE)).await {
+                        Ok(rows) => {
+                            for raw in rows {
+                                match parse_raw(raw) {
+                                    Ok(ev) => self.buffer.push_back(Arc::new(ev)),
+                                    Err(err) => return Some(Err(err)),
+                                }
+                            }
+                        }
+                        Err(err) => return Some(Err(err)),
+                    }
+                    self.buffer.push_back(e);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// The group-commit loop: takes every append waiting, commits them in one
+/// transaction, answers each caller, and hands the events to the follower.
+async fn writer(
+    backend: Arc<dyn Backend>,
+    mut jobs: mpsc::Receiver<AppendJob>,
+    committed: mpsc::UnboundedSender<Vec<Arc<RecordedEvent>>>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut size = first.writes.iter().map(|w| w.events.len()).sum::<usize>();
+        let mut batch = vec![first];
+        while size < MAX_BATCH_EVENTS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    size += job.writes.iter().map(|w| w.events.len()).sum::<usize>();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.writes, j.reply)).unzip();
+        match backend.commit(writes).await {
+            Ok(results) => {
+                let events: Vec<Arc<RecordedEvent>> =
+                    results.iter().filter_map(|r| r.as_ref().ok()).flatten().cloned().map(Arc::new).collect();
+                if !events.is_empty() {
+                    let _ = committed.send(events);
+                }
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "append batch failed");
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Publishes committed events in strict position order: this process's own
+/// commits directly, anything else (other nodes, other processes on the
+/// same SQLite file) by reading the log after a notification or a poll.
+async fn follower(
+    backend: Arc<dyn Backend>,
+    mut last: i64,
+    mut local: mpsc::UnboundedReceiver<Vec<Arc<RecordedEvent>>>,
+    mut remote: Option<mpsc::Receiver<()>>,
+    live: broadcast::Sender<Arc<RecordedEvent>>,
+    published: watch::Sender<i64>,
+    poll: Duration,
+) {
+    let mut ticker = tokio::time::interval(poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let contiguous = tokio::select! {
+            batch = local.recv() => match batch {
+                Some(batch) => {
+                    if batch.first().is_some_and(|e| e.position == last + 1) {
+                        for e in batch {
+                            last = e.position;
+                            let _ = live.send(e);
+                        }
+                        let _ = published.send(last);
+                        true
+                    } else {
+                        batch.last().is_none_or(|e| e.position <= last)
+                    }
+                }
+                None => return,
+            },
+            Some(()) = async { match remote.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => false,
+            _ = ticker.tick() => false,
+        };
+        if contiguous {
+            continue;
+        }
+        loop {
+            match backend.read_all(last, PAGE).await {
+                Ok(rows) if rows.is_empty() => break,
+                Ok(rows) => {
+                    for raw in rows {
+                        let position = raw.position;
+                        match parse_raw(raw) {
+                            Ok(e) => {
+                                let _ = live.send(Arc::new(e));
+                            }
+                            Err(err) => tracing::error!(error = %err, "cannot publish a corrupt event"),
+                        }
+                        last = position;
+                    }
+                    let _ = published.send(last);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "following the event log failed; retrying");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(stream: &str, expected: ExpectedVersion, n: usize) -> StreamWrite {
+        StreamWrite {
+            stream_id: stream.into(),
+            expected,
+            events: (0..n)
+                .map(|i| NewEvent {
+                    event_id: Uuid::from_u128(i as u128 + 1),
+                    event_type: "ConsentGranted".into(),
+                    schema_version: 1,
+                    payload: serde_json::json!({"i": i}),
+                    context: CommandContext::system(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn one_conflict_fails_only_its_own_append() {
+        let versions = HashMap::from([("a".to_string(), 2)]);
+        let batch = vec![
+            vec![write("a", ExpectedVersion::Exact(2), 1)],
+            vec![write("a", ExpectedVersion::Exact(2), 1)],
+            vec![write("b", ExpectedVersion::NoStream, 2)],
+        ];
+        let (rows, outcomes) = prepare_batch(&batch, (10, [7; 32]), &versions, batch_time());
+        assert_eq!(outcomes[0], Ok(0..1));
+        assert!(matches!(&outcomes[1], Err(StoreError::Conflict { actual: 3, .. })));
+        assert_eq!(outcomes[2], Ok(1..3));
+        assert_eq!(rows.iter().map(|r| r.position).collect::<Vec<_>>(), vec![11, 12, 13]);
+        assert_eq!(rows.iter().map(|r| r.stream_version).collect::<Vec<_>>(), vec![3, 1, 2]);
+        assert_eq!(rows[0].prev_hash, [7; 32]);
+        assert_eq!(rows[1].prev_hash, rows[0].hash);
+        assert_eq!(rows[2].prev_hash, rows[1].hash);
+    }
+
+    #[test]
+    fn multi_stream_append_is_all_or_nothing() {
+        let versions = HashMap::from([("taken".to_string(), 1)]);
+        let batch = vec![vec![write("fresh", ExpectedVersion::NoStream, 1), write("taken", ExpectedVersion::NoStream, 1)]];
+        let (rows, outcomes) = prepare_batch(&batch, (0, hash::GENESIS), &versions, batch_time());
+        assert!(rows.is_empty());
+        assert!(matches!(&outcomes[0], Err(StoreError::Conflict { stream_id, .. }) if stream_id == "taken"));
+    }
+
+    #[test]
+    fn corrupt_rows_name_their_position() {
+        let raw = RawEvent {
+            position: 42,
+            stream_id: "s".into(),
+            stream_version: 1,
+            event_type: "ConsentGranted".into(),
+            schema_version: 1,
+            payload: "not json".into(),
+            metadata: "{}".into(),
+            recorded_at: batch_time(),
+            prev_hash: vec![0; 32],
+            hash: vec![0; 32],
+        };
+        assert!(matches!(parse_raw(raw), Err(StoreError::Corrupt { position: 42, .. })));
+    }
+}

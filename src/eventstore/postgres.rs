@@ -1,0 +1,173 @@
+//! PostgreSQL backend. Every append transaction first takes one global
+//! advisory lock, then reads the head and assigns positions head+1…: commits
+//! are therefore serialized in position order across every process sharing
+//! the database, and a reader that has seen position N never later finds a
+//! newly committed event below N. The lock is released only once the
+//! transaction is visible, so the next writer always builds on it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use tokio::sync::mpsc;
+
+use super::hash::{Hash, GENESIS};
+use super::{batch_time, prepare_batch, recorded_from_prepared, AppendResult, Backend, RawEvent, StoreError, StreamWrite};
+
+/// Arbitrary constant naming grantd's append lock ("grantd" in ASCII).
+const APPEND_LOCK: i64 = 0x6772_616e_7464;
+const CHANNEL: &str = "grantd_events";
+
+const SELECT: &str = "SELECT position, stream_id, stream_version, event_type, schema_version, payload::text AS payload, metadata::text AS metadata, recorded_at, prev_hash, hash FROM events";
+
+pub struct PostgresBackend {
+    pool: PgPool,
+}
+
+impl PostgresBackend {
+    pub fn new(pool: PgPool) -> Self {
+        PostgresBackend { pool }
+    }
+
+    async fn commit_in(tx: &mut Transaction<'_, Postgres>, batch: &[Vec<StreamWrite>]) -> Result<Vec<AppendResult>, StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut **tx).await.map_err(StoreError::db)?;
+        let head: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(StoreError::db)?;
+        let head = match head {
+            Some((p, h)) => (p, to_hash(p, &h)?),
+            None => (0, GENESIS),
+        };
+        let streams: Vec<String> = batch.iter().flatten().map(|w| w.stream_id.clone()).collect();
+        let versions: HashMap<String, i64> = sqlx::query_as(
+            "SELECT stream_id, MAX(stream_version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
+        )
+        .bind(&streams)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(StoreError::db)?
+        .into_iter()
+        .collect();
+        let recorded_at = batch_time();
+        let (rows, outcomes) = prepare_batch(batch, head, &versions, recorded_at);
+        if let Some(last) = rows.last() {
+            sqlx::query(
+                "INSERT INTO events (position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash)
+                 SELECT p, s, v, t, sv, pl::jsonb, md::jsonb, $8, ph, h
+                 FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], $5::int4[], $6::text[], $7::text[], $9::bytea[], $10::bytea[])
+                   AS u(p, s, v, t, sv, pl, md, ph, h)",
+            )
+            .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.stream_id.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.stream_version).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.event_type.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.schema_version).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.metadata.clone()).collect::<Vec<_>>())
+            .bind(recorded_at)
+            .bind(rows.iter().map(|r| r.prev_hash.to_vec()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::db)?;
+            // Delivered at commit: wakes the followers of other nodes.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(last.position.to_string())
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::db)?;
+        }
+        let recorded = recorded_from_prepared(&rows, recorded_at);
+        Ok(outcomes.into_iter().map(|o| o.map(|range| recorded[range].to_vec())).collect())
+    }
+}
+
+#[async_trait]
+impl Backend for PostgresBackend {
+    async fn commit(&self, batch: Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::db)?;
+        let results = Self::commit_in(&mut tx, &batch).await?;
+        tx.commit().await.map_err(StoreError::db)?;
+        Ok(results)
+    }
+
+    async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version")))
+            .bind(stream_id)
+            .bind(from_version)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db)?;
+        rows.iter().map(raw_from_row).collect()
+    }
+
+    async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RawEvent>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE position > $1 ORDER BY position LIMIT $2")))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db)?;
+        rows.iter().map(raw_from_row).collect()
+    }
+
+    async fn head(&self) -> Result<i64, StoreError> {
+        let head: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(&self.pool).await.map_err(StoreError::db)?;
+        Ok(head.unwrap_or(0))
+    }
+
+    async fn listen(&self) -> Option<mpsc::Receiver<()>> {
+        let pool = self.pool.clone();
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                match PgListener::connect_with(&pool).await {
+                    Ok(mut listener) => {
+                        if listener.listen(CHANNEL).await.is_ok() {
+                            while listener.recv().await.is_ok() {
+                                // A full channel already holds a wake-up.
+                                if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "LISTEN connection failed; polling meanwhile"),
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        Some(rx)
+    }
+}
+
+fn to_hash(position: i64, bytes: &[u8]) -> Result<Hash, StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt { position, reason: "hash is not 32 bytes".into() })
+}
+
+fn raw_from_row(row: &PgRow) -> Result<RawEvent, StoreError> {
+    let position: i64 = row.try_get("position").map_err(StoreError::db)?;
+    let corrupt = |what: &str, e: sqlx::Error| StoreError::Corrupt { position, reason: format!("{what}: {e}") };
+    let recorded_at: DateTime<Utc> = row.try_get("recorded_at").map_err(|e| corrupt("recorded_at", e))?;
+    Ok(RawEvent {
+        position,
+        stream_id: row.try_get("stream_id").map_err(|e| corrupt("stream_id", e))?,
+        stream_version: row.try_get("stream_version").map_err(|e| corrupt("stream_version", e))?,
+        event_type: row.try_get("event_type").map_err(|e| corrupt("event_type", e))?,
+        schema_version: row.try_get("schema_version").map_err(|e| corrupt("schema_version", e))?,
+        payload: row.try_get("payload").map_err(|e| corrupt("payload", e))?,
+        metadata: row.try_get("metadata").map_err(|e| corrupt("metadata", e))?,
+        recorded_at,
+        prev_hash: row.try_get("prev_hash").map_err(|e| corrupt("prev_hash", e))?,
+        hash: row.try_get("hash").map_err(|e| corrupt("hash", e))?,
+    })
+}

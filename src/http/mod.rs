@@ -1,0 +1,3 @@
+//! HTTP endpoints. Handlers parse, call and render.
+
+pub mod health;

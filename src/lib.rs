@@ -1,0 +1,14 @@
+//! grantd: an event-sourced OAuth 2.1 / OpenID Connect authorization server.
+
+pub mod actors;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod eventstore;
+pub mod http;
+pub mod keys;
+pub mod oauth;
+pub mod projections;
+pub mod setup;

@@ -1,0 +1,254 @@
+//! Feeds the projections from the log. Each batch is applied in one
+//! transaction that also moves the checkpoints, under a lock that every node
+//! takes, so an event is projected exactly once across crashes and nodes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sqlx::Row;
+
+use super::{Arg, Projection, Stmt};
+use crate::db::Db;
+use crate::eventstore::{EventStore, RecordedEvent, StoreError};
+
+const BATCH: i64 = 1000;
+/// Arbitrary constant naming the projections' lock on PostgreSQL.
+const PROJECTION_LOCK: i64 = 0x6772_616e_7470;
+
+#[derive(Clone)]
+pub struct ProjectionRunner {
+    db: Db,
+    store: EventStore,
+    projections: Arc<Vec<Box<dyn Projection>>>,
+}
+
+/// A transaction on either backend.
+enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match arg {
+                Arg::Text(s) => q.bind(s.as_str()),
+                Arg::OptText(s) => q.bind(s.as_deref()),
+                Arg::Int(i) => q.bind(*i),
+                Arg::Bool(b) => q.bind(*b),
+            };
+        }
+        q
+    }};
+}
+
+impl Tx {
+    async fn begin(db: &Db) -> Result<Tx, StoreError> {
+        Ok(match db {
+            // IMMEDIATE: take the write lock up front instead of failing on upgrade.
+            Db::Sqlite { pool, .. } => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::db)?),
+            Db::Postgres { pool, .. } => {
+                let mut tx = pool.begin().await.map_err(StoreError::db)?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PROJECTION_LOCK).execute(&mut *tx).await.map_err(StoreError::db)?;
+                Tx::Postgres(tx)
+            }
+        })
+    }
+
+    async fn exec(&mut self, stmt: &Stmt) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => bind_all!(sqlx::query(stmt.sql), &stmt.args).execute(&mut **tx).await.map(|_| ()),
+            Tx::Postgres(tx) => bind_all!(sqlx::query(stmt.sql), &stmt.args).execute(&mut **tx).await.map(|_| ()),
+        }
+        .map_err(|e| StoreError::Unavailable(format!("projection statement failed: {}", crate::db::one_line(&e))))
+    }
+
+    async fn checkpoints(&mut self) -> Result<HashMap<String, i64>, StoreError> {
+        let sql = "SELECT name, position FROM projection_checkpoints";
+        let rows: Vec<(String, i64)> = match self {
+            Tx::Sqlite(tx) => sqlx::query_as(sql).fetch_all(&mut **tx).await,
+            Tx::Postgres(tx) => sqlx::query_as(sql).fetch_all(&mut **tx).await,
+        }
+        .map_err(StoreError::db)?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+        .map_err(StoreError::db)
+    }
+}
+
+impl ProjectionRunner {
+    pub fn new(db: Db, store: EventStore) -> Self {
+        ProjectionRunner { db, store, projections: Arc::new(super::all()) }
+    }
+
+    /// The lowest checkpoint: every projection has seen the log up to it.
+    pub async fn position(&self) -> Result<i64, StoreError> {
+        let mut tx = Tx::begin(&self.db).await?;
+        let checkpoints = tx.checkpoints().await?;
+        tx.commit().await?;
+        Ok(self.projections.iter().map(|p| checkpoints.get(p.name()).copied().unwrap_or(0)).min().unwrap_or(0))
+    }
+
+    /// Checkpoint of one projection.
+    pub async fn checkpoint(&self, name: &str) -> Result<i64, StoreError> {
+        let mut tx = Tx::begin(&self.db).await?;
+        let checkpoints = tx.checkpoints().await?;
+        tx.commit().await?;
+        Ok(checkpoints.get(name).copied().unwrap_or(0))
+    }
+
+    /// Projects every event not yet projected; returns the position reached.
+    /// `progress` is told the position after each batch.
+    pub async fn catch_up(&self, mut progress: impl FnMut(i64)) -> Result<i64, StoreError> {
+        loop {
+            let mut tx = Tx::begin(&self.db).await?;
+            let checkpoints = tx.checkpoints().await?;
+            let of = |p: &dyn Projection| checkpoints.get(p.name()).copied().unwrap_or(0);
+            let from = self.projections.iter().map(|p| of(p.as_ref())).min().unwrap_or(0);
+            let events = self.store.read_all(from, BATCH).await?;
+            let Some(last) = events.last().map(|e| e.position) else {
+                tx.commit().await?;
+                return Ok(from);
+            };
+            for p in self.projections.iter() {
+                let seen = of(p.as_ref());
+                for event in events.iter().filter(|e| e.position > seen) {
+                    for stmt in p.project(event)? {
+                        tx.exec(&stmt).await?;
+                    }
+                }
+                tx.exec(&Stmt::new(
+                    "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = $2",
+                    vec![Arg::Text(p.name().into()), Arg::Int(last.max(seen))],
+                ))
+                .await?;
+            }
+            tx.commit().await?;
+            progress(last);
+        }
+    }
+
+    /// Keeps the read models current: wakes on every committed event (of
+    /// this node or another) and catches up from the checkpoints.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let start = match self.catch_up(|_| {}).await {
+                    Ok(position) => position,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "projecting failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let mut wakeups = Box::pin(self.store.subscribe(start).ready_chunks(BATCH as usize));
+                while let Some(batch) = wakeups.next().await {
+                    if batch.iter().any(|r| r.is_err()) {
+                        break;
+                    }
+                    if let Err(e) = self.catch_up(|_| {}).await {
+                        tracing::warn!(error = %e, "projecting failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Empties every read model and replays the whole log into it.
+    pub async fn rebuild(&self, progress: impl FnMut(i64)) -> Result<i64, StoreError> {
+        let mut tx = Tx::begin(&self.db).await?;
+        for p in self.projections.iter() {
+            for table in p.tables() {
+                tx.exec(&Stmt::new(delete_sql(table), vec![])).await?;
+            }
+        }
+        tx.exec(&Stmt::new("DELETE FROM projection_checkpoints", vec![])).await?;
+        tx.commit().await?;
+        self.catch_up(progress).await
+    }
+
+    /// Every read-model row as text, table by table in key order: two equal
+    /// dumps mean two identical read models.
+    pub async fn dump(&self) -> Result<BTreeMap<String, Vec<Vec<Option<String>>>>, StoreError> {
+        let mut out = BTreeMap::new();
+        for p in self.projections.iter() {
+            for table in p.tables() {
+                let sql = format!("SELECT * FROM {table} ORDER BY 1, 2");
+                let rows = match &self.db {
+                    Db::Sqlite { pool, .. } => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .fetch_all(pool)
+                        .await
+                        .map_err(StoreError::db)?
+                        .iter()
+                        .map(|r| (0..r.columns().len()).map(|i| cell_sqlite(r, i)).collect())
+                        .collect(),
+                    Db::Postgres { pool, .. } => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .fetch_all(pool)
+                        .await
+                        .map_err(StoreError::db)?
+                        .iter()
+                        .map(|r| (0..r.columns().len()).map(|i| cell_postgres(r, i)).collect())
+                        .collect(),
+                };
+                out.insert(table.to_string(), rows);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn delete_sql(table: &str) -> &'static str {
+    match table {
+        "clients" => "DELETE FROM clients",
+        "users" => "DELETE FROM users",
+        "consents" => "DELETE FROM consents",
+        "grants" => "DELETE FROM grants",
+        "tokens" => "DELETE FROM tokens",
+        "signing_keys" => "DELETE FROM signing_keys",
+        "audit_trail" => "DELETE FROM audit_trail",
+        _ => "SELECT 1",
+    }
+}
+
+macro_rules! cell {
+    ($row:expr, $i:expr) => {{
+        let row = $row;
+        if let Ok(v) = row.try_get::<Option<String>, _>($i) {
+            v
+        } else if let Ok(v) = row.try_get::<Option<i64>, _>($i) {
+            v.map(|v| v.to_string())
+        } else if let Ok(v) = row.try_get::<Option<bool>, _>($i) {
+            v.map(|v| v.to_string())
+        } else {
+            Some("<unreadable>".to_string())
+        }
+    }};
+}
+
+fn cell_sqlite(row: &sqlx::sqlite::SqliteRow, i: usize) -> Option<String> {
+    cell!(row, i)
+}
+
+fn cell_postgres(row: &sqlx::postgres::PgRow, i: usize) -> Option<String> {
+    cell!(row, i)
+}
+
+/// Events a projection would see, for tests of the reducers on stored payloads.
+pub fn project_all(projection: &dyn Projection, events: &[RecordedEvent]) -> Result<Vec<Stmt>, StoreError> {
+    let mut out = Vec::new();
+    for e in events {
+        out.extend(projection.project(e)?);
+    }
+    Ok(out)
+}

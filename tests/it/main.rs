@@ -1,0 +1,9 @@
+//! The one integration-test binary: real SQLite and PostgreSQL, real HTTP.
+
+mod actors;
+mod cli;
+
+mod eventstore;
+mod helpers;
+mod projections;
+mod server;
