@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{App, HttpServer, web};
 
 use crate::config::ServeConfig;
 use crate::db::{Db, DbError};
@@ -55,8 +55,7 @@ pub async fn open(database_url: &str) -> Result<(Db, EventStore), AppError> {
 
 impl Application {
     pub async fn build(config: ServeConfig) -> Result<Application, AppError> {
-        let listener = TcpListener::bind(&config.bind)
-            .map_err(|e| AppError::Bind { addr: config.bind.clone(), reason: e.to_string() })?;
+        let listener = TcpListener::bind(&config.bind).map_err(|e| AppError::Bind { addr: config.bind.clone(), reason: e.to_string() })?;
         Self::build_with_listener(config, listener).await
     }
 
@@ -77,10 +76,7 @@ impl Application {
         let port = listener.local_addr().map_err(|e| AppError::Bind { addr: config.bind.clone(), reason: e.to_string() })?.port();
         let state = web::Data::new(AppState { db: db.clone(), store: store.clone(), revocations, issuer: config.issuer.clone() });
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .service(crate::http::health::healthz)
-                .service(crate::http::health::readyz)
+            App::new().app_data(state.clone()).service(crate::http::health::healthz).service(crate::http::health::readyz)
         })
         .workers(config.workers.max(1))
         .listen(listener)

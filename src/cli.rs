@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::app::{self, AppError, Application};
 use crate::config::{self, ServeConfig};
-use crate::eventstore::verify::{verify_chain, ChainReport};
+use crate::eventstore::verify::{ChainReport, verify_chain};
 use crate::keys::MasterKey;
 use crate::projections::runner::ProjectionRunner;
 use crate::setup::{self, InitOutcome};
@@ -175,10 +175,7 @@ fn progress(len: i64, verb: &'static str) -> ProgressBar {
 fn print_init(outcome: &InitOutcome) {
     match outcome {
         InitOutcome::Initialized { admin_client_id, generated_secret: Some(secret), signing_key_id } => {
-            println!(
-                "{}",
-                json!({"admin_client_id": admin_client_id, "admin_client_secret": secret, "signing_key_id": signing_key_id})
-            );
+            println!("{}", json!({"admin_client_id": admin_client_id, "admin_client_secret": secret, "signing_key_id": signing_key_id}));
             eprintln!("grantd initialised; the admin client secret above is shown once and not stored");
         }
         InitOutcome::Initialized { admin_client_id, generated_secret: None, signing_key_id } => {

@@ -24,8 +24,7 @@ pub struct ServeConfig {
 /// `--database-url`, else `GRANTD_DATABASE_URL` (read by clap), else
 /// `DATABASE_URL`, else the embedded default.
 pub fn database_url(flag: Option<String>) -> String {
-    flag.or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
+    flag.or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty())).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string())
 }
 
 /// `GRANTD_MASTER_KEY` (the key itself) wins over `--master-key-file`; with

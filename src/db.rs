@@ -9,7 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 /// A connection pool to one of the two supported backends.
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite { pool: SqlitePool, options: SqliteConnectOptions, url: String },
+    Sqlite { pool: SqlitePool, options: Box<SqliteConnectOptions>, url: String },
     Postgres { pool: PgPool, url: String },
 }
 
@@ -43,9 +43,11 @@ impl Db {
                 .connect_with(options.clone())
                 .await
                 .map_err(|e| fail(&e))?;
-            Ok(Db::Sqlite { pool, options, url: shown })
+            Ok(Db::Sqlite { pool, options: Box::new(options), url: shown })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url).map_err(|e| fail(&e))?;
+            // Plans cached while the log was small (a sequential scan of an
+            // empty table) would stay in use as it grows: plan every time.
+            let options = PgConnectOptions::from_str(url).map_err(|e| fail(&e))?.options([("plan_cache_mode", "force_custom_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))

@@ -6,10 +6,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -106,9 +106,7 @@ impl MasterKey {
         }
         let (nonce, ciphertext) = bytes.split_at(24);
         let nonce: [u8; 24] = nonce.try_into().map_err(|_| KeyError::Unseal(kid.into()))?;
-        self.cipher()
-            .decrypt(&nonce.into(), Payload { msg: ciphertext, aad: kid.as_bytes() })
-            .map_err(|_| KeyError::Unseal(kid.into()))
+        self.cipher().decrypt(&nonce.into(), Payload { msg: ciphertext, aad: kid.as_bytes() }).map_err(|_| KeyError::Unseal(kid.into()))
     }
 }
 
@@ -180,10 +178,7 @@ mod tests {
         let key = generate_ed25519(&master);
         assert!(key.public_jwk.get("d").is_none(), "public JWK must not hold the private key");
         let opened = open_ed25519(&master, &key.kid, &key.sealed_private_key).unwrap();
-        assert_eq!(
-            URL_SAFE_NO_PAD.encode(opened.verifying_key().to_bytes()),
-            key.public_jwk["x"].as_str().unwrap()
-        );
+        assert_eq!(URL_SAFE_NO_PAD.encode(opened.verifying_key().to_bytes()), key.public_jwk["x"].as_str().unwrap());
         assert!(open_ed25519(&master, "other-kid", &key.sealed_private_key).is_err());
         assert!(open_ed25519(&MasterKey::from_bytes([8; 32]), &key.kid, &key.sealed_private_key).is_err());
     }

@@ -4,11 +4,11 @@
 use uuid::Uuid;
 
 use crate::domain::client::{Client, ClientCommand, ClientSettings, GrantType, SigningAlg};
-use crate::domain::installation::{Installation, InstallationCommand, INSTALLATION_ID};
+use crate::domain::installation::{INSTALLATION_ID, Installation, InstallationCommand};
 use crate::domain::signing_key::{SigningKey, SigningKeyCommand};
 use crate::domain::{Actor, ActorKind, Aggregate, DomainEvent};
 use crate::eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, StoreError, StreamWrite};
-use crate::keys::{generate_ed25519, random_token, sha256_hex, MasterKey};
+use crate::keys::{MasterKey, generate_ed25519, random_token, sha256_hex};
 
 /// The admin client's id unless `--admin-client-id` says otherwise.
 pub const DEFAULT_ADMIN_CLIENT_ID: &str = "grantd-admin";
@@ -97,10 +97,7 @@ pub async fn initialize(
         .map_err(|e| SetupError::Invalid(e.to_string()))?;
 
     let installation_events = Installation::default()
-        .decide(&InstallationCommand::Initialize {
-            admin_client_id: admin_client_id.clone(),
-            signing_key_id: key.kid.clone(),
-        })
+        .decide(&InstallationCommand::Initialize { admin_client_id: admin_client_id.clone(), signing_key_id: key.kid.clone() })
         .map_err(|e| SetupError::Invalid(e.to_string()))?;
 
     let writes = vec![

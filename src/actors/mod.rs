@@ -38,12 +38,7 @@ pub enum CommandError<E: std::error::Error> {
 }
 
 /// Loads an aggregate from its stream, from `version + 1` on.
-pub async fn load<A: Aggregate>(
-    store: &EventStore,
-    stream_id: &str,
-    mut state: A,
-    mut version: i64,
-) -> Result<(A, i64), StoreError> {
+pub async fn load<A: Aggregate>(store: &EventStore, stream_id: &str, mut state: A, mut version: i64) -> Result<(A, i64), StoreError> {
     for recorded in store.read_stream(stream_id, version + 1).await? {
         state.apply(&recorded.decode::<A::Event>()?);
         version = recorded.stream_version;
@@ -217,12 +212,7 @@ where
 
     /// Sends a command to the aggregate `id`, starting its actor if needed.
     /// Needs a running actix system.
-    pub async fn execute(
-        &self,
-        id: &str,
-        command: A::Command,
-        context: CommandContext,
-    ) -> Result<Executed<A>, CommandError<A::Error>> {
+    pub async fn execute(&self, id: &str, command: A::Command, context: CommandContext) -> Result<Executed<A>, CommandError<A::Error>> {
         // An actor may stop for idleness between lookup and delivery: then
         // the mailbox is closed and a fresh actor takes the command.
         for _ in 0..3 {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{domain_events, is_valid_scope_token, normalize_scopes, Aggregate};
+use super::{Aggregate, domain_events, is_valid_scope_token, normalize_scopes};
 
 /// OAuth grant types by their wire names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -102,12 +102,7 @@ domain_events!(ClientEvent {
 
 #[derive(Debug, Clone)]
 pub enum ClientCommand {
-    Register {
-        client_id: String,
-        settings: ClientSettings,
-        confidential: bool,
-        secret_hash: Option<String>,
-    },
+    Register { client_id: String, settings: ClientSettings, confidential: bool, secret_hash: Option<String> },
     Update(ClientSettings),
     RotateSecret { secret_hash: String },
     Disable,
@@ -167,18 +162,20 @@ impl Aggregate for Client {
                     }
                     _ => {}
                 }
-                Ok(vec![ClientRegistered {
-                    client_id: client_id.clone(),
-                    name: settings.name,
-                    redirect_uris: settings.redirect_uris,
-                    grant_types: settings.grant_types,
-                    scopes: settings.scopes,
-                    confidential: *confidential,
-                    first_party: settings.first_party,
-                    secret_hash: secret_hash.clone(),
-                    id_token_signed_response_alg: settings.id_token_signed_response_alg,
-                }
-                .into()])
+                Ok(vec![
+                    ClientRegistered {
+                        client_id: client_id.clone(),
+                        name: settings.name,
+                        redirect_uris: settings.redirect_uris,
+                        grant_types: settings.grant_types,
+                        scopes: settings.scopes,
+                        confidential: *confidential,
+                        first_party: settings.first_party,
+                        secret_hash: secret_hash.clone(),
+                        id_token_signed_response_alg: settings.id_token_signed_response_alg,
+                    }
+                    .into(),
+                ])
             }
             (_, None) => Err(ClientError::NotFound),
             (ClientCommand::Update(settings), Some(c)) => {
@@ -186,15 +183,17 @@ impl Aggregate for Client {
                 if settings == c.settings {
                     return Ok(vec![]);
                 }
-                Ok(vec![ClientUpdated {
-                    name: settings.name,
-                    redirect_uris: settings.redirect_uris,
-                    grant_types: settings.grant_types,
-                    scopes: settings.scopes,
-                    first_party: settings.first_party,
-                    id_token_signed_response_alg: settings.id_token_signed_response_alg,
-                }
-                .into()])
+                Ok(vec![
+                    ClientUpdated {
+                        name: settings.name,
+                        redirect_uris: settings.redirect_uris,
+                        grant_types: settings.grant_types,
+                        scopes: settings.scopes,
+                        first_party: settings.first_party,
+                        id_token_signed_response_alg: settings.id_token_signed_response_alg,
+                    }
+                    .into(),
+                ])
             }
             (ClientCommand::RotateSecret { secret_hash }, Some(c)) => {
                 if !c.confidential {
@@ -326,12 +325,7 @@ mod tests {
     }
 
     fn register() -> ClientCommand {
-        ClientCommand::Register {
-            client_id: "shop".into(),
-            settings: settings(),
-            confidential: true,
-            secret_hash: Some("ab".repeat(32)),
-        }
+        ClientCommand::Register { client_id: "shop".into(), settings: settings(), confidential: true, secret_hash: Some("ab".repeat(32)) }
     }
 
     fn given(events: Vec<ClientEvent>) -> Client {
@@ -372,12 +366,8 @@ mod tests {
             ClientSettings { scopes: vec!["bad scope".into()], ..settings() },
         ];
         for s in cases {
-            let cmd = ClientCommand::Register {
-                client_id: "x".into(),
-                settings: s.clone(),
-                confidential: true,
-                secret_hash: Some("00".into()),
-            };
+            let cmd =
+                ClientCommand::Register { client_id: "x".into(), settings: s.clone(), confidential: true, secret_hash: Some("00".into()) };
             assert!(matches!(Client::default().decide(&cmd), Err(ClientError::Invalid(_))), "{s:?}");
         }
     }
@@ -391,7 +381,8 @@ mod tests {
             secret_hash: None,
         };
         assert!(matches!(Client::default().decide(&cmd), Err(ClientError::Invalid(_))));
-        let cmd = ClientCommand::Register { client_id: "spa".into(), settings: settings(), confidential: false, secret_hash: Some("00".into()) };
+        let cmd =
+            ClientCommand::Register { client_id: "spa".into(), settings: settings(), confidential: false, secret_hash: Some("00".into()) };
         assert!(matches!(Client::default().decide(&cmd), Err(ClientError::Invalid(_))));
         let cmd = ClientCommand::Register { client_id: "svc".into(), settings: settings(), confidential: true, secret_hash: None };
         assert!(matches!(Client::default().decide(&cmd), Err(ClientError::Invalid(_))));
@@ -409,7 +400,12 @@ mod tests {
 
     #[test]
     fn commands_on_unknown_client_are_rejected() {
-        for cmd in [ClientCommand::Disable, ClientCommand::Enable, ClientCommand::Update(settings()), ClientCommand::RotateSecret { secret_hash: "x".into() }] {
+        for cmd in [
+            ClientCommand::Disable,
+            ClientCommand::Enable,
+            ClientCommand::Update(settings()),
+            ClientCommand::RotateSecret { secret_hash: "x".into() },
+        ] {
             assert_eq!(Client::default().decide(&cmd), Err(ClientError::NotFound));
         }
     }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{domain_events, normalize_scopes, Aggregate};
+use super::{Aggregate, domain_events, normalize_scopes};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsentGranted {
@@ -34,7 +34,11 @@ domain_events!(ConsentEvent {
 #[derive(Debug, Clone)]
 pub enum ConsentCommand {
     /// The user approved these scopes for the client.
-    Grant { user_id: String, client_id: String, scopes: Vec<String> },
+    Grant {
+        user_id: String,
+        client_id: String,
+        scopes: Vec<String>,
+    },
     Revoke,
 }
 
@@ -119,11 +123,7 @@ mod tests {
     use super::*;
 
     fn grant(scopes: &[&str]) -> ConsentCommand {
-        ConsentCommand::Grant {
-            user_id: "u1".into(),
-            client_id: "c1".into(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        }
+        ConsentCommand::Grant { user_id: "u1".into(), client_id: "c1".into(), scopes: scopes.iter().map(|s| s.to_string()).collect() }
     }
 
     fn given(events: &[ConsentEvent]) -> Consent {

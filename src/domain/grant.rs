@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::client::GrantType;
-use super::{domain_events, Aggregate};
+use super::{Aggregate, domain_events};
 use crate::oauth::pkce;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,7 +156,9 @@ pub enum GrantCommand {
         refresh: NewRefreshToken,
         now: DateTime<Utc>,
     },
-    Revoke { reason: RevocationReason },
+    Revoke {
+        reason: RevocationReason,
+    },
 }
 
 /// Errors named after the RFC 6749 §5.2 codes they become.
@@ -235,19 +237,21 @@ impl Aggregate for Grant {
                 if !pkce::is_valid_s256_challenge(code_challenge) {
                     return Err(GrantError::InvalidRequest("code_challenge must be a S256 challenge"));
                 }
-                Ok(vec![AuthorizationCodeIssued {
-                    client_id: client_id.clone(),
-                    user_id: user_id.clone(),
-                    scopes: scopes.clone(),
-                    code_hash: code_hash.clone(),
-                    redirect_uri: redirect_uri.clone(),
-                    code_challenge: code_challenge.clone(),
-                    code_challenge_method: "S256".into(),
-                    nonce: nonce.clone(),
-                    auth_time: *auth_time,
-                    expires_at: *expires_at,
-                }
-                .into()])
+                Ok(vec![
+                    AuthorizationCodeIssued {
+                        client_id: client_id.clone(),
+                        user_id: user_id.clone(),
+                        scopes: scopes.clone(),
+                        code_hash: code_hash.clone(),
+                        redirect_uri: redirect_uri.clone(),
+                        code_challenge: code_challenge.clone(),
+                        code_challenge_method: "S256".into(),
+                        nonce: nonce.clone(),
+                        auth_time: *auth_time,
+                        expires_at: *expires_at,
+                    }
+                    .into(),
+                ])
             }
             GrantCommand::RedeemAuthorizationCode { code_hash, client_id, redirect_uri, code_verifier, access, refresh, now } => {
                 let state = self.state.as_ref().ok_or(GrantError::InvalidGrant("unknown code"))?;
@@ -285,17 +289,19 @@ impl Aggregate for Grant {
                 if self.state.is_some() {
                     return Err(GrantError::AlreadyExists);
                 }
-                let mut events: Vec<GrantEvent> = vec![AccessTokenIssued {
-                    jti: access.jti.clone(),
-                    grant_type: *grant_type,
-                    client_id: client_id.clone(),
-                    subject: subject.clone(),
-                    user_id: user_id.clone(),
-                    scopes: scopes.clone(),
-                    issued_at: *now,
-                    expires_at: access.expires_at,
-                }
-                .into()];
+                let mut events: Vec<GrantEvent> = vec![
+                    AccessTokenIssued {
+                        jti: access.jti.clone(),
+                        grant_type: *grant_type,
+                        client_id: client_id.clone(),
+                        subject: subject.clone(),
+                        user_id: user_id.clone(),
+                        scopes: scopes.clone(),
+                        issued_at: *now,
+                        expires_at: access.expires_at,
+                    }
+                    .into(),
+                ];
                 if let Some(r) = refresh {
                     events.push(RefreshTokenIssued { token_hash: r.token_hash.clone(), expires_at: r.expires_at }.into());
                 }
@@ -533,7 +539,15 @@ mod tests {
         assert!(matches!(g.decide(&wrong_client), Err(GrantError::InvalidGrant(_))));
         let wrong_redirect = match redeem(VERIFIER, 1) {
             GrantCommand::RedeemAuthorizationCode { code_hash, client_id, code_verifier, access, refresh, now, .. } => {
-                GrantCommand::RedeemAuthorizationCode { code_hash, client_id, redirect_uri: "https://evil.example/cb".into(), code_verifier, access, refresh, now }
+                GrantCommand::RedeemAuthorizationCode {
+                    code_hash,
+                    client_id,
+                    redirect_uri: "https://evil.example/cb".into(),
+                    code_verifier,
+                    access,
+                    refresh,
+                    now,
+                }
             }
             other => other,
         };
@@ -552,7 +566,9 @@ mod tests {
         let history = redeemed_history();
         let events = given(&history).decide(&rotate("rt1", "rt2", Some(vec!["openid".into()]))).unwrap();
         assert!(matches!(&events[0], GrantEvent::RefreshTokenRotated(r) if r.previous_hash == "rt1" && r.token_hash == "rt2"));
-        assert!(matches!(&events[1], GrantEvent::AccessTokenIssued(a) if a.scopes == vec!["openid"] && a.grant_type == GrantType::RefreshToken));
+        assert!(
+            matches!(&events[1], GrantEvent::AccessTokenIssued(a) if a.scopes == vec!["openid"] && a.grant_type == GrantType::RefreshToken)
+        );
         let g = given(&[history.clone(), events].concat());
         // The grant keeps its full scope: a later refresh may ask for all of it.
         assert!(g.decide(&rotate("rt2", "rt3", None)).is_ok());

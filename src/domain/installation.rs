@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{domain_events, Aggregate};
+use super::{Aggregate, domain_events};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstallationInitialized {
@@ -42,11 +42,9 @@ impl Aggregate for Installation {
     fn decide(&self, command: &InstallationCommand) -> Result<Vec<InstallationEvent>, InstallationError> {
         match command {
             InstallationCommand::Initialize { .. } if self.initialized.is_some() => Err(InstallationError::AlreadyInitialized),
-            InstallationCommand::Initialize { admin_client_id, signing_key_id } => Ok(vec![InstallationInitialized {
-                admin_client_id: admin_client_id.clone(),
-                signing_key_id: signing_key_id.clone(),
-            }
-            .into()]),
+            InstallationCommand::Initialize { admin_client_id, signing_key_id } => Ok(vec![
+                InstallationInitialized { admin_client_id: admin_client_id.clone(), signing_key_id: signing_key_id.clone() }.into(),
+            ]),
         }
     }
 

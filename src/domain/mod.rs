@@ -144,11 +144,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    let mut v: Vec<String> = scopes
-        .into_iter()
-        .map(|s| s.as_ref().trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let mut v: Vec<String> = scopes.into_iter().map(|s| s.as_ref().trim().to_string()).filter(|s| !s.is_empty()).collect();
     v.sort();
     v.dedup();
     v

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::client::SigningAlg;
-use super::{domain_events, Aggregate};
+use super::{Aggregate, domain_events};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SigningKeyGenerated {
@@ -82,13 +82,15 @@ impl Aggregate for SigningKey {
     fn decide(&self, command: &SigningKeyCommand) -> Result<Vec<SigningKeyEvent>, SigningKeyError> {
         match (command, &self.key) {
             (SigningKeyCommand::Generate { .. }, Some(_)) => Err(SigningKeyError::AlreadyGenerated),
-            (SigningKeyCommand::Generate { kid, alg, public_jwk, sealed_private_key }, None) => Ok(vec![SigningKeyGenerated {
-                kid: kid.clone(),
-                alg: *alg,
-                public_jwk: public_jwk.clone(),
-                sealed_private_key: sealed_private_key.clone(),
-            }
-            .into()]),
+            (SigningKeyCommand::Generate { kid, alg, public_jwk, sealed_private_key }, None) => Ok(vec![
+                SigningKeyGenerated {
+                    kid: kid.clone(),
+                    alg: *alg,
+                    public_jwk: public_jwk.clone(),
+                    sealed_private_key: sealed_private_key.clone(),
+                }
+                .into(),
+            ]),
             (_, None) => Err(SigningKeyError::NotFound),
             (_, Some(k)) if k.status == KeyStatus::Retired => Err(SigningKeyError::Retired),
             (SigningKeyCommand::Activate, Some(k)) if k.status == KeyStatus::Active => Err(SigningKeyError::AlreadyActive),

@@ -3,8 +3,6 @@
 
 use serde_json::Value;
 
-
-
 /// Lifts `payload` of `event_type` from `version` to the current version.
 /// Returns `None` when no path exists (an unknown type or a version from
 /// the future), which the reader reports as a corrupt event.

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{domain_events, Aggregate};
+use super::{Aggregate, domain_events};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserRegistered {
@@ -93,13 +93,15 @@ impl Aggregate for User {
             (UserCommand::Register { .. }, Some(_)) => Err(UserError::AlreadyRegistered),
             (UserCommand::Register { profile, password_hash }, None) => {
                 let profile = validate_profile(profile)?;
-                Ok(vec![UserRegistered {
-                    username: profile.username,
-                    email: profile.email,
-                    name: profile.name,
-                    password_hash: password_hash.clone(),
-                }
-                .into()])
+                Ok(vec![
+                    UserRegistered {
+                        username: profile.username,
+                        email: profile.email,
+                        name: profile.name,
+                        password_hash: password_hash.clone(),
+                    }
+                    .into(),
+                ])
             }
             (_, None) => Err(UserError::NotFound),
             (UserCommand::Update(profile), Some(u)) => {
@@ -159,7 +161,8 @@ fn validate_profile(profile: &UserProfile) -> Result<UserProfile, UserError> {
     }
     let email = profile.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
     if let Some(e) = email {
-        let valid = e.len() <= 254 && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !e.contains(char::is_whitespace));
+        let valid =
+            e.len() <= 254 && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !e.contains(char::is_whitespace));
         if !valid {
             return Err(UserError::Invalid(format!("email {e:?} is not an address")));
         }
@@ -183,10 +186,7 @@ mod tests {
     }
 
     fn registered() -> UserEvent {
-        User::default()
-            .decide(&UserCommand::Register { profile: profile(), password_hash: "$argon2id$x".into() })
-            .unwrap()
-            .remove(0)
+        User::default().decide(&UserCommand::Register { profile: profile(), password_hash: "$argon2id$x".into() }).unwrap().remove(0)
     }
 
     #[test]
@@ -194,10 +194,7 @@ mod tests {
         let e = registered();
         assert!(matches!(&e, UserEvent::UserRegistered(r) if r.username == "alice"));
         let u = given(&[e]);
-        assert_eq!(
-            u.decide(&UserCommand::Register { profile: profile(), password_hash: "h".into() }),
-            Err(UserError::AlreadyRegistered)
-        );
+        assert_eq!(u.decide(&UserCommand::Register { profile: profile(), password_hash: "h".into() }), Err(UserError::AlreadyRegistered));
     }
 
     #[test]

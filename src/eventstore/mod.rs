@@ -13,7 +13,7 @@ pub mod verify;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::db::Db;
 use crate::domain::Actor;
-use hash::{canonical_json, event_hash, Hash, HashInput};
+use hash::{Hash, HashInput, canonical_json, event_hash};
 
 /// What a writer expects of a stream's current version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,8 +132,7 @@ pub struct RecordedEvent {
 impl RecordedEvent {
     /// Decodes the payload into an aggregate's event type.
     pub fn decode<E: crate::domain::DomainEvent>(&self) -> Result<E, StoreError> {
-        E::from_payload(&self.event_type, &self.payload)
-            .map_err(|e| StoreError::Corrupt { position: self.position, reason: e.to_string() })
+        E::from_payload(&self.event_type, &self.payload).map_err(|e| StoreError::Corrupt { position: self.position, reason: e.to_string() })
     }
 }
 
@@ -198,8 +197,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RawEvent>, StoreError>;
     /// The highest committed position (0 for an empty log).
     async fn head(&self) -> Result<i64, StoreError>;
-    /// Wake-ups when another process appended (PostgreSQL LISTEN), if supported.
-    async fn listen(&self) -> Option<mpsc::Receiver<()>>;
+    /// The head positions announced by appending processes (PostgreSQL
+    /// LISTEN), if supported.
+    async fn listen(&self) -> Option<mpsc::Receiver<i64>>;
 }
 
 /// Assigns positions, versions and hashes to the appends of one batch, given
@@ -303,8 +303,7 @@ pub fn recorded_from_prepared(rows: &[PreparedRow], recorded_at: DateTime<Utc>) 
 pub fn parse_raw(raw: RawEvent) -> Result<RecordedEvent, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { position: raw.position, reason };
     let payload: Value = serde_json::from_str(&raw.payload).map_err(|e| corrupt(format!("payload is not JSON: {e}")))?;
-    let metadata: EventMetadata =
-        serde_json::from_str(&raw.metadata).map_err(|e| corrupt(format!("metadata is unreadable: {e}")))?;
+    let metadata: EventMetadata = serde_json::from_str(&raw.metadata).map_err(|e| corrupt(format!("metadata is unreadable: {e}")))?;
     let prev_hash: Hash = raw.prev_hash.as_slice().try_into().map_err(|_| corrupt("prev_hash is not 32 bytes".into()))?;
     let hash: Hash = raw.hash.as_slice().try_into().map_err(|_| corrupt("hash is not 32 bytes".into()))?;
     let (schema_version, payload) = crate::domain::upcast::upcast(&raw.event_type, raw.schema_version, payload)
@@ -330,6 +329,8 @@ struct AppendJob {
 
 /// Most events committed in one transaction.
 const MAX_BATCH_EVENTS: usize = 2048;
+/// How long the writer waits for the callers of its last batch to come back.
+const GATHER_WAIT: Duration = Duration::from_micros(300);
 /// Page size for catch-up reads.
 const PAGE: i64 = 1000;
 
@@ -347,7 +348,7 @@ impl EventStore {
     /// follower tasks on the current tokio runtime.
     pub async fn open(db: &Db) -> Result<EventStore, StoreError> {
         let backend: Arc<dyn Backend> = match db {
-            Db::Sqlite { pool, options, .. } => Arc::new(sqlite::SqliteBackend::open(pool.clone(), options.clone()).await?),
+            Db::Sqlite { pool, options, .. } => Arc::new(sqlite::SqliteBackend::open(pool.clone(), options.as_ref().clone()).await?),
             Db::Postgres { pool, .. } => Arc::new(postgres::PostgresBackend::new(pool.clone())),
         };
         let poll = if db.is_postgres() { Duration::from_millis(1000) } else { Duration::from_millis(250) };
@@ -488,25 +489,37 @@ impl Subscription {
 
 /// The group-commit loop: takes every append waiting, commits them in one
 /// transaction, answers each caller, and hands the events to the follower.
-async fn writer(
-    backend: Arc<dyn Backend>,
-    mut jobs: mpsc::Receiver<AppendJob>,
-    committed: mpsc::UnboundedSender<Vec<Arc<RecordedEvent>>>,
-) {
+async fn writer(backend: Arc<dyn Backend>, mut jobs: mpsc::Receiver<AppendJob>, committed: mpsc::UnboundedSender<Vec<Arc<RecordedEvent>>>) {
+    // Callers answered by the last commit usually append again at once; a
+    // short wait for them keeps batches large instead of splitting the same
+    // load into many one-append transactions.
+    let mut released = 0usize;
     while let Some(first) = jobs.recv().await {
         let mut size = first.writes.iter().map(|w| w.events.len()).sum::<usize>();
         let mut batch = vec![first];
-        while size < MAX_BATCH_EVENTS {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    size += job.writes.iter().map(|w| w.events.len()).sum::<usize>();
-                    batch.push(job);
+        let deadline = Instant::now() + GATHER_WAIT;
+        loop {
+            while size < MAX_BATCH_EVENTS {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        size += job.writes.iter().map(|w| w.events.len()).sum::<usize>();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
+            if batch.len() >= released || size >= MAX_BATCH_EVENTS || Instant::now() >= deadline {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
+        released = batch.len();
         let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.writes, j.reply)).unzip();
-        match backend.commit(writes).await {
+        let started = Instant::now();
+        let jobs_in_batch = writes.len();
+        let result = backend.commit(writes).await;
+        tracing::trace!(jobs = jobs_in_batch, events = size, elapsed = ?started.elapsed(), "append batch committed");
+        match result {
             Ok(results) => {
                 let events: Vec<Arc<RecordedEvent>> =
                     results.iter().filter_map(|r| r.as_ref().ok()).flatten().cloned().map(Arc::new).collect();
@@ -534,7 +547,7 @@ async fn follower(
     backend: Arc<dyn Backend>,
     mut last: i64,
     mut local: mpsc::UnboundedReceiver<Vec<Arc<RecordedEvent>>>,
-    mut remote: Option<mpsc::Receiver<()>>,
+    mut remote: Option<mpsc::Receiver<i64>>,
     live: broadcast::Sender<Arc<RecordedEvent>>,
     published: watch::Sender<i64>,
     poll: Duration,
@@ -558,7 +571,8 @@ async fn follower(
                 }
                 None => return,
             },
-            Some(()) = async { match remote.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => false,
+            // Our own commits are announced too: only a head beyond ours means news.
+            Some(announced) = async { match remote.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => announced <= last,
             _ = ticker.tick() => false,
         };
         if contiguous {

@@ -14,8 +14,8 @@ use sqlx::postgres::{PgListener, PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::mpsc;
 
-use super::hash::{Hash, GENESIS};
-use super::{batch_time, prepare_batch, recorded_from_prepared, AppendResult, Backend, RawEvent, StoreError, StreamWrite};
+use super::hash::{GENESIS, Hash};
+use super::{AppendResult, Backend, RawEvent, StoreError, StreamWrite, batch_time, prepare_batch, recorded_from_prepared};
 
 /// Arbitrary constant naming grantd's append lock ("grantd" in ASCII).
 const APPEND_LOCK: i64 = 0x6772_616e_7464;
@@ -33,33 +33,39 @@ impl PostgresBackend {
     }
 
     async fn commit_in(tx: &mut Transaction<'_, Postgres>, batch: &[Vec<StreamWrite>]) -> Result<Vec<AppendResult>, StoreError> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(APPEND_LOCK).execute(&mut **tx).await.map_err(StoreError::db)?;
-        let head: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
+        let mut streams: Vec<String> = batch.iter().flatten().map(|w| w.stream_id.clone()).collect();
+        streams.sort();
+        streams.dedup();
+        let heads: Vec<(Option<String>, i64, Option<Vec<u8>>)> = sqlx::query_as("SELECT * FROM grantd_lock_and_read_heads($1, $2)")
+            .bind(APPEND_LOCK)
+            .bind(&streams)
+            .fetch_all(&mut **tx)
             .await
             .map_err(StoreError::db)?;
-        let head = match head {
-            Some((p, h)) => (p, to_hash(p, &h)?),
-            None => (0, GENESIS),
-        };
-        let streams: Vec<String> = batch.iter().flatten().map(|w| w.stream_id.clone()).collect();
-        let versions: HashMap<String, i64> = sqlx::query_as(
-            "SELECT stream_id, MAX(stream_version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
-        )
-        .bind(&streams)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(StoreError::db)?
-        .into_iter()
-        .collect();
+        let mut head = (0, GENESIS);
+        let mut versions = HashMap::new();
+        for (stream, version, hash) in heads {
+            match (stream, hash) {
+                (None, Some(hash)) => head = (version, to_hash(version, &hash)?),
+                (Some(stream), _) => {
+                    versions.insert(stream, version);
+                }
+                (None, None) => {}
+            }
+        }
         let recorded_at = batch_time();
         let (rows, outcomes) = prepare_batch(batch, head, &versions, recorded_at);
         if let Some(last) = rows.last() {
+            // The NOTIFY rides on the insert and is delivered at commit: it
+            // wakes the followers of the other nodes.
             sqlx::query(
-                "INSERT INTO events (position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash)
-                 SELECT p, s, v, t, sv, pl::jsonb, md::jsonb, $8, ph, h
-                 FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], $5::int4[], $6::text[], $7::text[], $9::bytea[], $10::bytea[])
-                   AS u(p, s, v, t, sv, pl, md, ph, h)",
+                "WITH inserted AS (
+                   INSERT INTO events (position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash)
+                   SELECT p, s, v, t, sv, pl::jsonb, md::jsonb, $8, ph, h
+                   FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], $5::int4[], $6::text[], $7::text[], $9::bytea[], $10::bytea[])
+                     AS u(p, s, v, t, sv, pl, md, ph, h)
+                   RETURNING 1)
+                 SELECT pg_notify($11, $12) FROM (SELECT COUNT(*) FROM inserted) AS done",
             )
             .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.stream_id.clone()).collect::<Vec<_>>())
@@ -71,16 +77,11 @@ impl PostgresBackend {
             .bind(recorded_at)
             .bind(rows.iter().map(|r| r.prev_hash.to_vec()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
+            .bind(CHANNEL)
+            .bind(last.position.to_string())
             .execute(&mut **tx)
             .await
             .map_err(StoreError::db)?;
-            // Delivered at commit: wakes the followers of other nodes.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(last.position.to_string())
-                .execute(&mut **tx)
-                .await
-                .map_err(StoreError::db)?;
         }
         let recorded = recorded_from_prepared(&rows, recorded_at);
         Ok(outcomes.into_iter().map(|o| o.map(|range| recorded[range].to_vec())).collect())
@@ -97,12 +98,13 @@ impl Backend for PostgresBackend {
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version")))
-            .bind(stream_id)
-            .bind(from_version)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::db)?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version")))
+                .bind(stream_id)
+                .bind(from_version)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::db)?;
         rows.iter().map(raw_from_row).collect()
     }
 
@@ -122,7 +124,7 @@ impl Backend for PostgresBackend {
         Ok(head.unwrap_or(0))
     }
 
-    async fn listen(&self) -> Option<mpsc::Receiver<()>> {
+    async fn listen(&self) -> Option<mpsc::Receiver<i64>> {
         let pool = self.pool.clone();
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(async move {
@@ -130,9 +132,10 @@ impl Backend for PostgresBackend {
                 match PgListener::connect_with(&pool).await {
                     Ok(mut listener) => {
                         if listener.listen(CHANNEL).await.is_ok() {
-                            while listener.recv().await.is_ok() {
+                            while let Ok(notification) = listener.recv().await {
+                                let announced = notification.payload().parse().unwrap_or(i64::MAX);
                                 // A full channel already holds a wake-up.
-                                if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(announced) {
                                     return;
                                 }
                             }

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{Mutex, mpsc};
 
-use super::hash::{Hash, GENESIS};
-use super::{batch_time, prepare_batch, recorded_from_prepared, AppendResult, Backend, RawEvent, StoreError, StreamWrite};
+use super::hash::{GENESIS, Hash};
+use super::{AppendResult, Backend, RawEvent, StoreError, StreamWrite, batch_time, prepare_batch, recorded_from_prepared};
 
 pub struct SqliteBackend {
     pool: SqlitePool,
@@ -21,7 +21,8 @@ pub struct SqliteBackend {
 /// SQLite allows 32766 bound values per statement; 10 per row.
 const ROWS_PER_INSERT: usize = 1000;
 
-const SELECT: &str = "SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash FROM events";
+const SELECT: &str =
+    "SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash FROM events";
 
 impl SqliteBackend {
     pub async fn open(pool: SqlitePool, options: SqliteConnectOptions) -> Result<Self, StoreError> {
@@ -96,12 +97,13 @@ impl Backend for SqliteBackend {
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version")))
-            .bind(stream_id)
-            .bind(from_version)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::db)?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version")))
+                .bind(stream_id)
+                .bind(from_version)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::db)?;
         rows.iter().map(raw_from_row).collect()
     }
 
@@ -116,14 +118,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn head(&self) -> Result<i64, StoreError> {
-        let head: Option<i64> = sqlx::query_scalar("SELECT MAX(position) FROM events")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::db)?;
+        let head: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(&self.pool).await.map_err(StoreError::db)?;
         Ok(head.unwrap_or(0))
     }
 
-    async fn listen(&self) -> Option<mpsc::Receiver<()>> {
+    async fn listen(&self) -> Option<mpsc::Receiver<i64>> {
         None
     }
 }

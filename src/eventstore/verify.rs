@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::hash::{canonical_json, event_hash, Hash, HashInput, GENESIS};
+use super::hash::{GENESIS, Hash, HashInput, canonical_json, event_hash};
 use super::{EventStore, RawEvent, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! `/healthz` (the process answers) and `/readyz` (the database answers and
 //! the read models are being kept current).
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{HttpResponse, get, web};
 use serde_json::json;
 
 use crate::app::AppState;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Arg, Projection, Stmt};
 use crate::domain::client::{ClientEvent, GrantType};
-use crate::domain::consent::{parse_consent_id, ConsentEvent};
+use crate::domain::consent::{ConsentEvent, parse_consent_id};
 use crate::domain::grant::GrantEvent;
 use crate::domain::signing_key::SigningKeyEvent;
 use crate::domain::user::UserEvent;

@@ -42,10 +42,8 @@ impl RevocationIndex {
             && event.stream_id.starts_with("grant-")
             && matches!(event.decode::<GrantEvent>(), Ok(GrantEvent::GrantRevoked(_)));
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        if revoked {
-            if let Some(id) = event.stream_id.strip_prefix("grant-") {
-                inner.revoked.insert(id.to_string());
-            }
+        if let Some(id) = event.stream_id.strip_prefix("grant-").filter(|_| revoked) {
+            inner.revoked.insert(id.to_string());
         }
         inner.position = inner.position.max(event.position);
     }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use grantd::actors::{CommandError, Registry};
-use grantd::domain::user::{User, UserCommand, UserError, UserProfile};
 use grantd::domain::Actor;
+use grantd::domain::user::{User, UserCommand, UserError, UserProfile};
 use grantd::eventstore::CommandContext;
 
 use crate::helpers::{backends, eventually};

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use crate::helpers::{backends, TestDb};
+use crate::helpers::{TestDb, backends};
 
 const MASTER_KEY: &str = "0001020304050607080910111213141516171819202122232425262728293031";
 

@@ -371,7 +371,8 @@ fn catalog() -> Vec<SchemaFile> {
         paths.sort();
         for path in paths {
             let name = path.file_name().and_then(|n| n.to_str()).expect("UTF-8 file name");
-            let parsed = name.strip_suffix(".json").and_then(|stem| stem.rsplit_once(".v")).and_then(|(t, v)| Some((t, v.parse::<i32>().ok()?)));
+            let parsed =
+                name.strip_suffix(".json").and_then(|stem| stem.rsplit_once(".v")).and_then(|(t, v)| Some((t, v.parse::<i32>().ok()?)));
             let Some((event_type, version)) = parsed else { panic!("{} is not named <EventType>.v<N>.json", path.display()) };
             files.push(SchemaFile {
                 schema: read_json(&path),
@@ -506,17 +507,19 @@ fn every_schema_is_complete_and_its_examples_validate() {
                 failures.push(format!("{shown}: {key} is {} instead of {want}", s[key]));
             }
         }
-        if !s["description"].as_str().is_some_and(|d| !d.trim().is_empty()) {
+        if s["description"].as_str().is_none_or(|d| d.trim().is_empty()) {
             failures.push(format!("{shown}: no description"));
         }
-        let properties = s["properties"].as_object().unwrap_or_else(|| panic!("{shown}: no properties object"));
+        let Some(properties) = s["properties"].as_object() else {
+            failures.push(format!("{shown}: no properties object"));
+            continue;
+        };
         for (name, property) in properties {
-            if !property["description"].as_str().is_some_and(|d| !d.trim().is_empty()) {
+            if property["description"].as_str().is_none_or(|d| d.trim().is_empty()) {
                 failures.push(format!("{shown}: property {name} has no description"));
             }
         }
-        let required: BTreeSet<&str> =
-            s["required"].as_array().unwrap_or_else(|| panic!("{shown}: no required array")).iter().filter_map(Value::as_str).collect();
+        let required: BTreeSet<&str> = s["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         let declared: BTreeSet<&str> = properties.keys().map(String::as_str).collect();
         if required != declared {
             failures.push(format!("{shown}: required {required:?} does not list every property {declared:?}"));

@@ -7,12 +7,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use grantd::db::Db;
 use grantd::domain::Actor;
-use grantd::eventstore::verify::{verify_chain, ChainReport};
+use grantd::eventstore::verify::{ChainReport, verify_chain};
 use grantd::eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, StoreError, StreamWrite};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{backends, TestDb};
+use crate::helpers::{TestDb, backends};
 
 fn event(n: i64) -> NewEvent {
     NewEvent {
@@ -92,9 +92,7 @@ async fn multi_stream_appends_are_all_or_nothing() {
     for tdb in backends().await {
         let (_db, store) = tdb.store().await;
         store.append_to("taken", ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
-        let result = store
-            .append(vec![write("fresh", ExpectedVersion::NoStream, 2), write("taken", ExpectedVersion::NoStream, 3)])
-            .await;
+        let result = store.append(vec![write("fresh", ExpectedVersion::NoStream, 2), write("taken", ExpectedVersion::NoStream, 3)]).await;
         assert!(matches!(result, Err(StoreError::Conflict { ref stream_id, .. }) if stream_id == "taken"), "{}", tdb.backend);
         assert!(store.read_stream("fresh", 1).await.unwrap().is_empty(), "nothing of a failed append lands");
         let both = store.append(vec![write("fresh", ExpectedVersion::NoStream, 2), write("taken", ExpectedVersion::Exact(1), 3)]).await;
@@ -110,7 +108,8 @@ async fn concurrent_appends_share_transactions_and_conflicts_stay_private() {
         let mut tasks = Vec::new();
         for i in 0..200 {
             let store = store.clone();
-            tasks.push(tokio::spawn(async move { store.append_to(&format!("grant-{i}"), ExpectedVersion::NoStream, vec![event(i)]).await }));
+            tasks
+                .push(tokio::spawn(async move { store.append_to(&format!("grant-{i}"), ExpectedVersion::NoStream, vec![event(i)]).await }));
         }
         for i in 0..20 {
             let store = store.clone();
@@ -152,7 +151,9 @@ async fn subscription_catches_up_then_follows_without_gap_or_duplicate() {
                 let mut tasks = Vec::new();
                 for i in 50..450 {
                     let store = store.clone();
-                    tasks.push(tokio::spawn(async move { store.append_to(&format!("s-{i}"), ExpectedVersion::NoStream, vec![event(i)]).await }));
+                    tasks.push(tokio::spawn(
+                        async move { store.append_to(&format!("s-{i}"), ExpectedVersion::NoStream, vec![event(i)]).await },
+                    ));
                 }
                 for t in tasks {
                     t.await.unwrap().unwrap();
@@ -202,9 +203,10 @@ async fn readers_never_see_a_position_appear_below_one_they_saw() {
             w.await.unwrap();
         }
         // Node 2's subscription sees node 1's events too (polling/LISTEN).
-        let seen: Vec<i64> = tokio::time::timeout(Duration::from_secs(10), node2.subscribe(0).take(total as usize).map(|e| e.unwrap().position).collect())
-            .await
-            .expect("node 2 follows the shared log");
+        let seen: Vec<i64> =
+            tokio::time::timeout(Duration::from_secs(10), node2.subscribe(0).take(total as usize).map(|e| e.unwrap().position).collect())
+                .await
+                .expect("node 2 follows the shared log");
         assert_eq!(seen, (1..=total).collect::<Vec<_>>());
     }
 }
@@ -223,8 +225,12 @@ async fn hash_chain_verifies_and_names_the_first_altered_event() {
         // Someone with database access alters event 17 (and must first
         // remove the immutability trigger to do so).
         let tamper = match db {
-            Db::Sqlite { .. } => "DROP TRIGGER events_are_immutable_update; UPDATE events SET payload = '{\"added\":[\"admin\"],\"scopes\":[\"admin\"]}' WHERE position = 17",
-            Db::Postgres { .. } => "DROP TRIGGER events_are_immutable ON events; UPDATE events SET payload = '{\"added\":[\"admin\"],\"scopes\":[\"admin\"]}' WHERE position = 17",
+            Db::Sqlite { .. } => {
+                "DROP TRIGGER events_are_immutable_update; UPDATE events SET payload = '{\"added\":[\"admin\"],\"scopes\":[\"admin\"]}' WHERE position = 17"
+            }
+            Db::Postgres { .. } => {
+                "DROP TRIGGER events_are_immutable ON events; UPDATE events SET payload = '{\"added\":[\"admin\"],\"scopes\":[\"admin\"]}' WHERE position = 17"
+            }
         };
         exec(&db, tamper).await;
         match verify_chain(&store, |_| {}).await.unwrap() {

@@ -3,6 +3,7 @@
 mod actors;
 mod cli;
 
+mod event_catalog;
 mod eventstore;
 mod helpers;
 mod projections;

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use grantd::actors::{execute_new, Registry};
+use grantd::actors::{Registry, execute_new};
 use grantd::db::Db;
+use grantd::domain::Actor;
 use grantd::domain::client::GrantType;
-use grantd::domain::consent::{consent_id, Consent, ConsentCommand};
+use grantd::domain::consent::{Consent, ConsentCommand, consent_id};
 use grantd::domain::grant::{Grant, GrantCommand, NewAccessToken, NewRefreshToken, RevocationReason};
 use grantd::domain::user::{User, UserCommand, UserProfile};
-use grantd::domain::Actor;
 use grantd::eventstore::{CommandContext, EventStore};
 use grantd::keys::MasterKey;
 use grantd::projections::revocation::RevocationIndex;
@@ -41,7 +41,11 @@ async fn history(store: &EventStore) -> (String, String) {
         .unwrap();
     let consent = consent_id(&user_id, "admin");
     for scopes in [vec!["openid"], vec!["openid", "email"]] {
-        let cmd = ConsentCommand::Grant { user_id: user_id.clone(), client_id: "admin".into(), scopes: scopes.iter().map(|s| s.to_string()).collect() };
+        let cmd = ConsentCommand::Grant {
+            user_id: user_id.clone(),
+            client_id: "admin".into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        };
         consents.execute(&consent, cmd, by_user.clone()).await.unwrap();
     }
     consents.execute(&consent, ConsentCommand::Revoke, by_user.clone()).await.unwrap();
@@ -64,7 +68,10 @@ async fn history(store: &EventStore) -> (String, String) {
     )
     .await
     .unwrap();
-    grants.execute(&cc_grant, GrantCommand::Revoke { reason: RevocationReason::RevokedByAdmin }, CommandContext::by(Actor::client("admin"))).await.unwrap();
+    grants
+        .execute(&cc_grant, GrantCommand::Revoke { reason: RevocationReason::RevokedByAdmin }, CommandContext::by(Actor::client("admin")))
+        .await
+        .unwrap();
     (user_id, cc_grant)
 }
 

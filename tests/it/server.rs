@@ -4,7 +4,7 @@ use grantd::app::Application;
 use grantd::config::ServeConfig;
 use grantd::keys::MasterKeySource;
 
-use crate::helpers::{backends, TestDb};
+use crate::helpers::{TestDb, backends};
 
 /// A running grantd on port 0 with its own database.
 pub struct TestApp {
