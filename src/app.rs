@@ -1,25 +1,41 @@
-//! Builds the running server: database, event store, projections, the
-//! revocation index and the HTTP app, on a listener bound before the app is
-//! built (port 0 in tests, so the issuer URL is known up front).
+//! Builds the running server: database, event store, projections, the live
+//! view and the HTTP app, on a listener bound before the app is built (port
+//! 0 in tests, so the issuer URL is known up front).
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 
+use crate::actors::Registry;
 use crate::config::ServeConfig;
 use crate::db::{Db, DbError};
+use crate::domain::consent::Consent;
+use crate::domain::grant::Grant;
 use crate::eventstore::{EventStore, StoreError};
+use crate::http::session::Sealer;
+use crate::issuance::Lifetimes;
 use crate::keys::{KeyError, MasterKey};
-use crate::projections::revocation::RevocationIndex;
+use crate::projections::live::LiveView;
 use crate::projections::runner::ProjectionRunner;
 use crate::setup::{self, InitOutcome, SetupError};
+
+/// How long an aggregate actor lives without commands.
+const ACTOR_IDLE: Duration = Duration::from_secs(60);
 
 /// Shared by every request handler.
 pub struct AppState {
     pub db: Db,
     pub store: EventStore,
-    pub revocations: RevocationIndex,
+    pub live: LiveView,
     pub issuer: String,
+    /// The discovery document, serialized once.
+    pub discovery: String,
+    pub sealer: Sealer,
+    pub secure_cookies: bool,
+    pub lifetimes: Lifetimes,
+    pub grants: Registry<Grant>,
+    pub consents: Registry<Consent>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +50,8 @@ pub enum AppError {
     Setup(#[from] SetupError),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub struct Application {
@@ -43,6 +61,8 @@ pub struct Application {
     pub init: Option<InitOutcome>,
     pub store: EventStore,
     pub db: Db,
+    /// The in-memory view the handlers read.
+    pub live: LiveView,
 }
 
 /// Connects and migrates, ready for the log.
@@ -61,28 +81,60 @@ impl Application {
 
     pub async fn build_with_listener(config: ServeConfig, listener: TcpListener) -> Result<Application, AppError> {
         let (db, store) = open(&config.database_url).await?;
+        let master = MasterKey::load(&config.master_key)?;
         let init = match setup::installation(&store).await? {
             Some(_) => None,
-            None => {
-                let master = MasterKey::load(&config.master_key)?;
-                Some(setup::initialize(&store, &master, config.admin_client_id.clone(), config.admin_client_secret.clone()).await?)
-            }
+            None => Some(setup::initialize(&store, &master, config.admin_client_id.clone(), config.admin_client_secret.clone()).await?),
         };
         let runner = ProjectionRunner::new(db.clone(), store.clone());
         runner.catch_up(|_| {}).await?;
         runner.spawn();
-        let revocations = RevocationIndex::follow(&store).await?;
+        let live = LiveView::follow(&store, Some(master.clone())).await?;
+        if live.keyring().eddsa.is_none() {
+            return Err(AppError::Invalid(
+                "no active EdDSA signing key could be unsealed: is this the master key the keys were sealed with?".into(),
+            ));
+        }
 
         let port = listener.local_addr().map_err(|e| AppError::Bind { addr: config.bind.clone(), reason: e.to_string() })?.port();
-        let state = web::Data::new(AppState { db: db.clone(), store: store.clone(), revocations, issuer: config.issuer.clone() });
+        let issuer = config.issuer.trim_end_matches('/').to_string();
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            store: store.clone(),
+            live: live.clone(),
+            discovery: crate::http::discovery::metadata(&issuer).to_string(),
+            secure_cookies: issuer.starts_with("https://"),
+            issuer,
+            sealer: Sealer::new(master.derive("grantd browser state v1")),
+            lifetimes: config.lifetimes,
+            grants: Registry::new(store.clone(), ACTOR_IDLE),
+            consents: Registry::new(store.clone(), ACTOR_IDLE),
+        });
         let server = HttpServer::new(move || {
-            App::new().app_data(state.clone()).service(crate::http::health::healthz).service(crate::http::health::readyz)
+            use crate::http::*;
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(1024 * 1024))
+                .service(health::healthz)
+                .service(health::readyz)
+                .route("/.well-known/openid-configuration", web::get().to(discovery::openid_configuration))
+                .route("/.well-known/oauth-authorization-server", web::get().to(discovery::openid_configuration))
+                .route("/jwks", web::get().to(discovery::jwks))
+                .route("/authorize", web::get().to(authorize::authorize_get))
+                .route("/authorize", web::post().to(authorize::authorize_post))
+                .route("/login", web::post().to(authorize::login))
+                .route("/consent", web::post().to(authorize::consent))
+                .route("/token", web::post().to(token::token))
+                .route("/introspect", web::post().to(introspect::introspect))
+                .route("/revoke", web::post().to(introspect::revoke))
+                .route("/userinfo", web::get().to(userinfo::userinfo))
+                .route("/userinfo", web::post().to(userinfo::userinfo))
         })
         .workers(config.workers.max(1))
         .listen(listener)
         .map_err(|e| AppError::Bind { addr: config.bind.clone(), reason: e.to_string() })?
         .run();
-        Ok(Application { port, server, init, store, db })
+        Ok(Application { port, server, init, store, db, live })
     }
 
     pub fn port(&self) -> u16 {

@@ -8,8 +8,11 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::admin;
 use crate::app::{self, AppError, Application};
 use crate::config::{self, ServeConfig};
+use crate::domain::client::{ClientSettings, GrantType, SigningAlg};
+use crate::domain::user::UserProfile;
 use crate::eventstore::verify::{ChainReport, verify_chain};
 use crate::keys::MasterKey;
 use crate::projections::runner::ProjectionRunner;
@@ -48,6 +51,15 @@ pub enum Command {
         /// HTTP worker threads (default: one per core).
         #[arg(long, env = "GRANTD_WORKERS")]
         workers: Option<usize>,
+        /// Access token lifetime in seconds.
+        #[arg(long, env = "GRANTD_ACCESS_TOKEN_TTL", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+        access_token_ttl: u32,
+        /// Authorization code lifetime in seconds (RFC 9700: at most 10 minutes).
+        #[arg(long, env = "GRANTD_CODE_TTL", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=600))]
+        code_ttl: u32,
+        /// Refresh token lifetime in seconds, absolute from the first issue.
+        #[arg(long, env = "GRANTD_REFRESH_TOKEN_TTL", default_value_t = 1_209_600, value_parser = clap::value_parser!(u32).range(60..=31_536_000))]
+        refresh_token_ttl: u32,
     },
     /// Create the database, the first signing key and the admin client.
     Init {
@@ -58,6 +70,16 @@ pub enum Command {
     },
     /// Apply database migrations (a no-op when up to date).
     Migrate,
+    /// Register OAuth clients.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommandLine,
+    },
+    /// Register users (the password is read from standard input).
+    User {
+        #[command(subcommand)]
+        command: UserCommandLine,
+    },
     /// Read-model maintenance.
     Projections {
         #[command(subcommand)]
@@ -67,6 +89,50 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommandLine {
+    /// Register a client; prints its client id and one-time secret as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Redirect URI (repeatable).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Grant type by its OAuth name (repeatable): authorization_code,
+        /// refresh_token, client_credentials, password, implicit.
+        #[arg(long = "grant-type", required = true)]
+        grant_types: Vec<String>,
+        /// Scope the client may ask for (repeatable, or space-separated).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A public client (no secret; PKCE only).
+        #[arg(long)]
+        public: bool,
+        /// The operator's own client (may use the password grant).
+        #[arg(long)]
+        first_party: bool,
+        /// The OAuth client_id (default: generated).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// ID token algorithm: EdDSA (default) or RS256.
+        #[arg(long, default_value = "EdDSA")]
+        id_token_alg: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommandLine {
+    /// Register a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -100,7 +166,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, AppError> {
     let master_source = || config::master_key_source(cli.master_key_file.clone(), &database_url);
     let key_error = |e: String| AppError::Key(crate::keys::KeyError::Master(e));
     match cli.command {
-        Command::Serve { bind, issuer, admin_client_id, admin_client_secret, workers } => {
+        Command::Serve { bind, issuer, admin_client_id, admin_client_secret, workers, access_token_ttl, code_ttl, refresh_token_ttl } => {
             let issuer = issuer.unwrap_or_else(|| format!("http://{bind}")).trim_end_matches('/').to_string();
             let config = ServeConfig {
                 database_url: database_url.clone(),
@@ -110,6 +176,12 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, AppError> {
                 admin_client_id,
                 admin_client_secret,
                 workers: workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                lifetimes: crate::issuance::Lifetimes {
+                    access: chrono::Duration::seconds(access_token_ttl as i64),
+                    code: chrono::Duration::seconds(code_ttl as i64),
+                    refresh: chrono::Duration::seconds(refresh_token_ttl as i64),
+                    ..Default::default()
+                },
             };
             let app = Application::build(config.clone()).await?;
             if let Some(outcome) = &app.init {
@@ -130,6 +202,39 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, AppError> {
             let db = crate::db::Db::connect(&database_url).await?;
             db.migrate().await?;
             eprintln!("migrations applied to {}", db.url());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client {
+            command: ClientCommandLine::Create { name, redirect_uris, grant_types, scopes, public, first_party, client_id, id_token_alg },
+        } => {
+            let grant_types = grant_types
+                .iter()
+                .map(|g| GrantType::parse(g).ok_or_else(|| AppError::Invalid(format!("unknown grant type {g}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            let id_token_signed_response_alg = match id_token_alg.as_str() {
+                "EdDSA" => SigningAlg::EdDSA,
+                "RS256" => SigningAlg::RS256,
+                other => return Err(AppError::Invalid(format!("unknown ID token algorithm {other} (EdDSA or RS256)"))),
+            };
+            let scopes = scopes.iter().flat_map(|s| s.split(' ')).filter(|s| !s.is_empty()).map(str::to_string).collect();
+            let settings = ClientSettings { name, redirect_uris, grant_types, scopes, first_party, id_token_signed_response_alg };
+            let (_db, store) = app::open(&database_url).await?;
+            let registered = admin::register_client(&store, client_id, settings, !public, &operator())
+                .await
+                .map_err(|e| AppError::Invalid(e.to_string()))?;
+            println!("{}", json!({"id": registered.id, "client_id": registered.client_id, "client_secret": registered.client_secret}));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User { command: UserCommandLine::Create { username, email, name } } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .map_err(|e| AppError::Invalid(format!("cannot read the password from standard input: {e}")))?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            let (_db, store) = app::open(&database_url).await?;
+            let profile = UserProfile { username: username.clone(), email, name };
+            let id = admin::register_user(&store, profile, password, &operator()).await.map_err(|e| AppError::Invalid(e.to_string()))?;
+            println!("{}", json!({"id": id, "username": username}));
             Ok(ExitCode::SUCCESS)
         }
         Command::Projections { command: ProjectionsCommand::Rebuild } => {
@@ -160,6 +265,12 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, AppError> {
             }
         }
     }
+}
+
+/// The actor recorded for commands typed by an operator.
+fn operator() -> crate::eventstore::CommandContext {
+    let who = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    crate::eventstore::CommandContext::by(crate::domain::Actor { kind: crate::domain::ActorKind::System, id: format!("cli:{who}") })
 }
 
 fn progress(len: i64, verb: &'static str) -> ProgressBar {

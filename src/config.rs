@@ -19,6 +19,7 @@ pub struct ServeConfig {
     pub admin_client_secret: Option<String>,
     /// HTTP worker threads (default: one per core).
     pub workers: usize,
+    pub lifetimes: crate::issuance::Lifetimes,
 }
 
 /// `--database-url`, else `GRANTD_DATABASE_URL` (read by clap), else

@@ -82,6 +82,17 @@ impl MasterKey {
         Self::parse(&text)
     }
 
+    /// A key for another purpose, derived so that it reveals nothing of this one.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"grantd master key derivation\0");
+        h.update(label.as_bytes());
+        h.update([0]);
+        h.update(self.0);
+        h.finalize().into()
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(&self.0.into())
     }
@@ -203,5 +214,70 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
+    }
+}
+
+/// Generates an RSA 2048 key for RS256 ID tokens (for clients that cannot
+/// verify EdDSA). The private key is sealed as PKCS#8 DER.
+pub fn generate_rsa(master: &MasterKey) -> GeneratedKey {
+    use rsa::pkcs8::EncodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    // `SysRng` is the OS generator; rand 0.10 and rsa 0.10 share rand_core 0.10.
+    // Generation fails only when the OS generator does, which the rest of
+    // the server (`rand::random`) treats as fatal too.
+    let key = rsa::PrivateKey::new(&mut rand::rngs::SysRng, 2048).expect("RSA key generation (OS random generator failed)");
+    let kid = format!("rsa-{}", &URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>()));
+    // `n_bytes`/`e_bytes` are big-endian without leading zero bytes (RFC 7518 §6.3.1).
+    let public_jwk = json!({
+        "kty": "RSA",
+        "n": URL_SAFE_NO_PAD.encode(key.n_bytes()),
+        "e": URL_SAFE_NO_PAD.encode(key.e_bytes()),
+        "kid": kid,
+        "use": "sig",
+        "alg": "RS256",
+    });
+    let der = key.to_pkcs8_der().expect("PKCS#8 encoding of a generated RSA key");
+    let sealed_private_key = master.seal(&kid, der.as_bytes());
+    GeneratedKey { kid, public_jwk, sealed_private_key }
+}
+
+/// Opens a sealed RSA key (PKCS#8 DER under the master key).
+pub fn open_rsa(master: &MasterKey, kid: &str, sealed: &str) -> Result<rsa::PrivateKey, KeyError> {
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::pkcs8::der::zeroize::Zeroizing;
+    let der = Zeroizing::new(master.unseal(kid, sealed)?);
+    rsa::PrivateKey::from_pkcs8_der(&der).map_err(|_| KeyError::Unseal(kid.into()))
+}
+
+#[cfg(test)]
+mod rsa_tests {
+    use super::*;
+    use rsa::traits::PublicKeyParts;
+
+    #[test]
+    fn rsa_seal_round_trips_and_binds_the_kid() {
+        let master = MasterKey::from_bytes([7; 32]);
+        let started = std::time::Instant::now();
+        let key = generate_rsa(&master);
+        eprintln!("RSA 2048 keygen took {:?}", started.elapsed());
+        assert!(key.kid.starts_with("rsa-"));
+        let jwk = &key.public_jwk;
+        assert_eq!((jwk["kty"].as_str(), jwk["alg"].as_str(), jwk["use"].as_str()), (Some("RSA"), Some("RS256"), Some("sig")));
+        assert_eq!(jwk["kid"].as_str(), Some(key.kid.as_str()));
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(jwk.get(private).is_none(), "public JWK must not hold {private}");
+        }
+        assert_eq!(jwk["e"].as_str(), Some("AQAB"));
+        let n = URL_SAFE_NO_PAD.decode(jwk["n"].as_str().unwrap()).unwrap();
+        assert_eq!(n.len(), 256, "2048-bit modulus without a leading zero byte");
+        assert_ne!(n[0], 0);
+
+        let opened = open_rsa(&master, &key.kid, &key.sealed_private_key).unwrap();
+        assert_eq!(&*opened.n_bytes(), &n[..]);
+        assert!(open_rsa(&master, "other-kid", &key.sealed_private_key).is_err());
+        assert!(open_rsa(&MasterKey::from_bytes([8; 32]), &key.kid, &key.sealed_private_key).is_err());
+        // An Ed25519 blob under the right kid is not an RSA key.
+        let sealed_ed = master.seal(&key.kid, &[1; 32]);
+        assert!(open_rsa(&master, &key.kid, &sealed_ed).is_err());
     }
 }

@@ -5,10 +5,10 @@ use uuid::Uuid;
 
 use crate::domain::client::{Client, ClientCommand, ClientSettings, GrantType, SigningAlg};
 use crate::domain::installation::{INSTALLATION_ID, Installation, InstallationCommand};
-use crate::domain::signing_key::{SigningKey, SigningKeyCommand};
+use crate::domain::signing_key::{SigningKey, SigningKeyCommand, SigningKeyEvent};
 use crate::domain::{Actor, ActorKind, Aggregate, DomainEvent};
 use crate::eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, StoreError, StreamWrite};
-use crate::keys::{MasterKey, generate_ed25519, random_token, sha256_hex};
+use crate::keys::{GeneratedKey, MasterKey, generate_ed25519, generate_rsa, random_token, sha256_hex};
 
 /// The admin client's id unless `--admin-client-id` says otherwise.
 pub const DEFAULT_ADMIN_CLIENT_ID: &str = "grantd-admin";
@@ -63,22 +63,7 @@ pub async fn initialize(
     let context = CommandContext::by(Actor { kind: ActorKind::System, id: "grantd init".into() });
 
     let key = generate_ed25519(master);
-    let mut signing_key = SigningKey::default();
-    let mut key_events = Vec::new();
-    for command in [
-        SigningKeyCommand::Generate {
-            kid: key.kid.clone(),
-            alg: SigningAlg::EdDSA,
-            public_jwk: key.public_jwk.clone(),
-            sealed_private_key: key.sealed_private_key.clone(),
-        },
-        SigningKeyCommand::Activate,
-    ] {
-        for e in signing_key.decide(&command).map_err(|e| SetupError::Invalid(e.to_string()))? {
-            signing_key.apply(&e);
-            key_events.push(e);
-        }
-    }
+    let rsa = generate_rsa(master);
 
     let client_events = Client::default()
         .decide(&ClientCommand::Register {
@@ -101,7 +86,8 @@ pub async fn initialize(
         .map_err(|e| SetupError::Invalid(e.to_string()))?;
 
     let writes = vec![
-        write(SigningKey::stream_id(&key.kid), &key_events, &context),
+        write(SigningKey::stream_id(&key.kid), &activated_key_events(&key, SigningAlg::EdDSA)?, &context),
+        write(SigningKey::stream_id(&rsa.kid), &activated_key_events(&rsa, SigningAlg::RS256)?, &context),
         write(Client::stream_id(&Uuid::new_v4().to_string()), &client_events, &context),
         write(Installation::stream_id(INSTALLATION_ID), &installation_events, &context),
     ];
@@ -114,6 +100,27 @@ pub async fn initialize(
         },
         Err(e) => Err(e.into()),
     }
+}
+
+/// The events of a key generated and activated at once.
+fn activated_key_events(key: &GeneratedKey, alg: SigningAlg) -> Result<Vec<SigningKeyEvent>, SetupError> {
+    let mut signing_key = SigningKey::default();
+    let mut events = Vec::new();
+    for command in [
+        SigningKeyCommand::Generate {
+            kid: key.kid.clone(),
+            alg,
+            public_jwk: key.public_jwk.clone(),
+            sealed_private_key: key.sealed_private_key.clone(),
+        },
+        SigningKeyCommand::Activate,
+    ] {
+        for e in signing_key.decide(&command).map_err(|e| SetupError::Invalid(e.to_string()))? {
+            signing_key.apply(&e);
+            events.push(e);
+        }
+    }
+    Ok(events)
 }
 
 fn write<E: DomainEvent>(stream_id: String, events: &[E], context: &CommandContext) -> StreamWrite {

@@ -46,6 +46,11 @@ pub struct AccessTokenIssued {
 pub struct RefreshTokenIssued {
     pub token_hash: String,
     pub expires_at: DateTime<Utc>,
+    /// Whom the refresh token belongs to, so that the event alone says it.
+    pub client_id: String,
+    pub subject: String,
+    pub user_id: Option<String>,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -281,7 +286,7 @@ impl Aggregate for Grant {
                     access_issued(state.grant_type, state, &state.scopes, access, *now).into(),
                 ];
                 if let Some(r) = refresh {
-                    events.push(RefreshTokenIssued { token_hash: r.token_hash.clone(), expires_at: r.expires_at }.into());
+                    events.push(refresh_issued(r, &state.client_id, &state.subject, &state.user_id, &state.scopes).into());
                 }
                 Ok(events)
             }
@@ -303,7 +308,7 @@ impl Aggregate for Grant {
                     .into(),
                 ];
                 if let Some(r) = refresh {
-                    events.push(RefreshTokenIssued { token_hash: r.token_hash.clone(), expires_at: r.expires_at }.into());
+                    events.push(refresh_issued(r, client_id, subject, user_id, scopes).into());
                 }
                 Ok(events)
             }
@@ -407,6 +412,17 @@ impl Aggregate for Grant {
                 }
             }
         }
+    }
+}
+
+fn refresh_issued(r: &NewRefreshToken, client_id: &str, subject: &str, user_id: &Option<String>, scopes: &[String]) -> RefreshTokenIssued {
+    RefreshTokenIssued {
+        token_hash: r.token_hash.clone(),
+        expires_at: r.expires_at,
+        client_id: client_id.to_string(),
+        subject: subject.to_string(),
+        user_id: user_id.clone(),
+        scopes: scopes.to_vec(),
     }
 }
 

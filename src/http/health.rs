@@ -18,7 +18,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "status": "ready",
             "log_head": head,
             "published": state.store.published_position(),
-            "revocation_index": state.revocations.position(),
+            "live_view": state.live.position(),
         })),
         Err(e) => HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", "1"))

@@ -5,8 +5,8 @@
 //! the projection's checkpoint, so every event is projected exactly once,
 //! across crashes and across nodes.
 
+pub mod live;
 pub mod readmodels;
-pub mod revocation;
 pub mod runner;
 
 use crate::eventstore::{RecordedEvent, StoreError};

@@ -6,5 +6,6 @@ mod cli;
 mod event_catalog;
 mod eventstore;
 mod helpers;
+mod oidc;
 mod projections;
 mod server;

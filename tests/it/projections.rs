@@ -13,7 +13,7 @@ use grantd::domain::grant::{Grant, GrantCommand, NewAccessToken, NewRefreshToken
 use grantd::domain::user::{User, UserCommand, UserProfile};
 use grantd::eventstore::{CommandContext, EventStore};
 use grantd::keys::MasterKey;
-use grantd::projections::revocation::RevocationIndex;
+use grantd::projections::live::LiveView;
 use grantd::projections::runner::ProjectionRunner;
 
 use crate::helpers::{backends, eventually};
@@ -101,7 +101,7 @@ async fn live_read_models_follow_the_log() {
         assert_eq!(count(&db, "SELECT COUNT(*) FROM consents WHERE active = FALSE AND revoked_at IS NOT NULL").await, 1);
         assert_eq!(count(&db, "SELECT COUNT(*) FROM grants WHERE revocation_reason = 'revoked_by_admin'").await, 1);
         assert_eq!(count(&db, "SELECT COUNT(*) FROM tokens").await, 2);
-        assert_eq!(count(&db, "SELECT COUNT(*) FROM signing_keys WHERE status = 'active'").await, 1);
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM signing_keys WHERE status = 'active'").await, 2, "one EdDSA and one RS256 key");
         // The audit trail resolves who each grant event concerns, even
         // events whose payload does not name the client.
         assert_eq!(count(&db, "SELECT COUNT(*) FROM audit_trail WHERE aggregate = 'grant' AND client_id = 'admin'").await, 3);
@@ -144,12 +144,12 @@ async fn two_nodes_project_every_event_exactly_once() {
 }
 
 #[actix_web::test]
-async fn revocations_reach_the_memory_index_of_every_node() {
+async fn revocations_reach_the_live_view_of_every_node() {
     for tdb in backends().await {
         let (_d1, node1) = tdb.store().await;
         let (_d2, node2) = tdb.store().await;
-        let index1 = RevocationIndex::follow(&node1).await.unwrap();
-        let index2 = RevocationIndex::follow(&node2).await.unwrap();
+        let index1 = LiveView::follow(&node1, None).await.unwrap();
+        let index2 = LiveView::follow(&node2, None).await.unwrap();
         let (_user, grant) = history(&node1).await;
         for index in [&index1, &index2] {
             let index = index.clone();
@@ -163,7 +163,7 @@ async fn revocations_reach_the_memory_index_of_every_node() {
         }
         assert!(!index1.is_revoked("some-other-grant"));
         // A node started later rebuilds the same index from the log.
-        let late = RevocationIndex::follow(&node2).await.unwrap();
+        let late = LiveView::follow(&node2, None).await.unwrap();
         assert!(late.is_revoked(&grant), "{}", tdb.backend);
         assert_eq!(late.revoked_count(), 1);
     }
