@@ -3,11 +3,11 @@
 //! 0 in tests, so the issuer URL is known up front).
 
 use std::net::TcpListener;
-use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 
 use crate::actors::Registry;
+use crate::admin::Admin;
 use crate::config::ServeConfig;
 use crate::db::{Db, DbError};
 use crate::domain::consent::Consent;
@@ -19,9 +19,6 @@ use crate::keys::{KeyError, MasterKey};
 use crate::projections::live::LiveView;
 use crate::projections::runner::ProjectionRunner;
 use crate::setup::{self, InitOutcome, SetupError};
-
-/// How long an aggregate actor lives without commands.
-const ACTOR_IDLE: Duration = Duration::from_secs(60);
 
 /// Shared by every request handler.
 pub struct AppState {
@@ -36,6 +33,10 @@ pub struct AppState {
     pub lifetimes: Lifetimes,
     pub grants: Registry<Grant>,
     pub consents: Registry<Consent>,
+    pub admin: Admin,
+    pub runner: ProjectionRunner,
+    pub master: MasterKey,
+    pub login_throttle: crate::http::throttle::LoginThrottle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +89,7 @@ impl Application {
         };
         let runner = ProjectionRunner::new(db.clone(), store.clone());
         runner.catch_up(|_| {}).await?;
-        runner.spawn();
+        runner.clone().spawn();
         let live = LiveView::follow(&store, Some(master.clone())).await?;
         if live.keyring().eddsa.is_none() {
             return Err(AppError::Invalid(
@@ -98,6 +99,7 @@ impl Application {
 
         let port = listener.local_addr().map_err(|e| AppError::Bind { addr: config.bind.clone(), reason: e.to_string() })?.port();
         let issuer = config.issuer.trim_end_matches('/').to_string();
+        let admin = Admin::new(store.clone());
         let state = web::Data::new(AppState {
             db: db.clone(),
             store: store.clone(),
@@ -107,13 +109,19 @@ impl Application {
             issuer,
             sealer: Sealer::new(master.derive("grantd browser state v1")),
             lifetimes: config.lifetimes,
-            grants: Registry::new(store.clone(), ACTOR_IDLE),
-            consents: Registry::new(store.clone(), ACTOR_IDLE),
+            grants: admin.grants.clone(),
+            consents: admin.consents.clone(),
+            admin,
+            runner,
+            master,
+            login_throttle: Default::default(),
         });
+        let schema = web::Data::new(crate::graphql::schema(state.clone()));
         let server = HttpServer::new(move || {
             use crate::http::*;
             App::new()
                 .app_data(state.clone())
+                .app_data(schema.clone())
                 .app_data(web::PayloadConfig::new(1024 * 1024))
                 .service(health::healthz)
                 .service(health::readyz)
@@ -129,6 +137,10 @@ impl Application {
                 .route("/revoke", web::post().to(introspect::revoke))
                 .route("/userinfo", web::get().to(userinfo::userinfo))
                 .route("/userinfo", web::post().to(userinfo::userinfo))
+                .route("/graphql", web::post().to(crate::graphql::graphql_post))
+                .route("/audit/export", web::get().to(crate::export::http_export))
+                .route("/graphql", web::get().guard(actix_web::guard::Header("upgrade", "websocket")).to(crate::graphql::graphql_ws))
+                .route("/graphql", web::get().to(crate::graphql::graphiql))
         })
         .workers(config.workers.max(1))
         .listen(listener)

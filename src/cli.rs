@@ -80,6 +80,8 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommandLine,
     },
+    /// Print the admin API's GraphQL schema (SDL).
+    GraphqlSchema,
     /// Read-model maintenance.
     Projections {
         #[command(subcommand)]
@@ -146,6 +148,21 @@ pub enum ProjectionsCommand {
 pub enum AuditCommand {
     /// Check the hash chain of the whole log.
     Verify,
+    /// Write the audit trail to standard output (JSON lines or CSV).
+    Export {
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// RFC 3339; inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339; inclusive.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        user_id: Option<String>,
+        #[arg(long)]
+        client_id: Option<String>,
+    },
 }
 
 /// Parses the arguments, runs the command, and turns errors into one line
@@ -196,6 +213,20 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, AppError> {
             let master = MasterKey::load(&master_source().map_err(key_error)?)?;
             let outcome = setup::initialize(&store, &master, admin_client_id, admin_client_secret).await?;
             print_init(&outcome);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GraphqlSchema => {
+            print!("{}", crate::graphql::sdl());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command: AuditCommand::Export { format, from, to, user_id, client_id } } => {
+            let query = crate::export::ExportQuery::parse(&format, from.as_deref(), to.as_deref(), user_id, client_id)
+                .map_err(AppError::Invalid)?;
+            let (db, store) = app::open(&database_url).await?;
+            let runner = ProjectionRunner::new(db.clone(), store.clone());
+            runner.catch_up(|_| {}).await?;
+            let mut out = std::io::stdout().lock();
+            crate::export::write_all(&db, &store, &query, &mut out).await.map_err(|e| AppError::Invalid(e.to_string()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

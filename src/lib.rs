@@ -8,6 +8,8 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod eventstore;
+pub mod export;
+pub mod graphql;
 pub mod http;
 pub mod issuance;
 pub mod jose;

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::domain::client::{Client, ClientCommand, ClientSettings, GrantType, SigningAlg};
 use crate::domain::installation::{INSTALLATION_ID, Installation, InstallationCommand};
+use crate::domain::name_claim::{NameClaim, NameClaimCommand, claim_id};
 use crate::domain::signing_key::{SigningKey, SigningKeyCommand, SigningKeyEvent};
 use crate::domain::{Actor, ActorKind, Aggregate, DomainEvent};
 use crate::eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, StoreError, StreamWrite};
@@ -81,14 +82,19 @@ pub async fn initialize(
         })
         .map_err(|e| SetupError::Invalid(e.to_string()))?;
 
+    let client_aggregate = Uuid::new_v4().to_string();
     let installation_events = Installation::default()
         .decide(&InstallationCommand::Initialize { admin_client_id: admin_client_id.clone(), signing_key_id: key.kid.clone() })
         .map_err(|e| SetupError::Invalid(e.to_string()))?;
 
+    let claim = NameClaim::default()
+        .decide(&NameClaimCommand::Claim { kind: "client_id".into(), name: admin_client_id.clone(), owner: client_aggregate.clone() })
+        .map_err(|e| SetupError::Invalid(e.to_string()))?;
     let writes = vec![
         write(SigningKey::stream_id(&key.kid), &activated_key_events(&key, SigningAlg::EdDSA)?, &context),
         write(SigningKey::stream_id(&rsa.kid), &activated_key_events(&rsa, SigningAlg::RS256)?, &context),
-        write(Client::stream_id(&Uuid::new_v4().to_string()), &client_events, &context),
+        write(Client::stream_id(&client_aggregate), &client_events, &context),
+        write(NameClaim::stream_id(&claim_id("client_id", &admin_client_id)), &claim, &context),
         write(Installation::stream_id(INSTALLATION_ID), &installation_events, &context),
     ];
     match store.append(writes).await {

@@ -13,7 +13,7 @@ use crate::domain::Aggregate;
 use crate::eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
 
 /// How often a command is decided again after losing a race.
-const MAX_ATTEMPTS: usize = 8;
+const MAX_ATTEMPTS: usize = 50;
 
 /// A command that was decided and whose events are durably appended.
 #[derive(Debug, Clone)]
@@ -56,7 +56,13 @@ pub async fn decide_and_append<A: Aggregate>(
     command: &A::Command,
     context: &CommandContext,
 ) -> (A, i64, Result<Executed<A>, CommandError<A::Error>>) {
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            // Two nodes racing on one aggregate would otherwise collide in
+            // step; a short random pause lets one of them through.
+            let pause = rand::random_range(0..=(attempt as u64).min(20) * 500);
+            tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+        }
         let events = match state.decide(command) {
             Ok(events) => events,
             Err(e) => return (state, version, Err(CommandError::Rejected(e))),

@@ -178,6 +178,8 @@ impl Aggregate for Client {
                 ])
             }
             (_, None) => Err(ClientError::NotFound),
+            // A disabled client is frozen until it is enabled again.
+            (ClientCommand::Update(_) | ClientCommand::RotateSecret { .. }, Some(c)) if c.disabled => Err(ClientError::Disabled),
             (ClientCommand::Update(settings), Some(c)) => {
                 let settings = validate_settings(settings, c.confidential)?;
                 if settings == c.settings {
@@ -420,6 +422,13 @@ mod tests {
         assert!(c.registered.as_ref().unwrap().disabled);
         assert_eq!(c.decide(&ClientCommand::Disable), Err(ClientError::AlreadyDisabled));
         assert_eq!(c.decide(&ClientCommand::Enable), Ok(vec![ClientEvent::ClientEnabled(ClientEnabled {})]));
+    }
+
+    #[test]
+    fn a_disabled_client_is_frozen() {
+        let c = given(vec![registered(), ClientDisabled {}.into()]);
+        assert_eq!(c.decide(&ClientCommand::Update(settings())), Err(ClientError::Disabled));
+        assert_eq!(c.decide(&ClientCommand::RotateSecret { secret_hash: "x".into() }), Err(ClientError::Disabled));
     }
 
     #[test]

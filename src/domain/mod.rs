@@ -7,6 +7,7 @@ pub mod client;
 pub mod consent;
 pub mod grant;
 pub mod installation;
+pub mod name_claim;
 pub mod signing_key;
 pub mod upcast;
 pub mod user;

@@ -31,6 +31,7 @@ pub fn all_event_types() -> Vec<(&'static str, i32)> {
         grant::GrantEvent::TYPES,
         signing_key::SigningKeyEvent::TYPES,
         installation::InstallationEvent::TYPES,
+        name_claim::NameClaimEvent::TYPES,
     ]
     .concat()
 }

@@ -66,6 +66,8 @@ pub enum UserError {
     AlreadyDisabled,
     #[error("user is not disabled")]
     NotDisabled,
+    #[error("user is disabled")]
+    Disabled,
     #[error("invalid user: {0}")]
     Invalid(String),
 }
@@ -104,6 +106,8 @@ impl Aggregate for User {
                 ])
             }
             (_, None) => Err(UserError::NotFound),
+            // A disabled user is frozen until enabled again.
+            (UserCommand::Update(_) | UserCommand::ChangePassword { .. }, Some(u)) if u.disabled => Err(UserError::Disabled),
             (UserCommand::Update(profile), Some(u)) => {
                 let profile = validate_profile(profile)?;
                 if profile == u.profile {
@@ -234,6 +238,8 @@ mod tests {
         let d = u.decide(&UserCommand::Disable).unwrap().remove(0);
         let u = given(&[registered(), e, d]);
         assert_eq!(u.decide(&UserCommand::Disable), Err(UserError::AlreadyDisabled));
+        assert_eq!(u.decide(&UserCommand::ChangePassword { password_hash: "h".into() }), Err(UserError::Disabled));
+        assert_eq!(u.decide(&UserCommand::Update(profile())), Err(UserError::Disabled));
         assert_eq!(u.decide(&UserCommand::Enable), Ok(vec![UserEnabled {}.into()]));
     }
 }

@@ -195,6 +195,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError>;
     /// Up to `limit` events with `position > after`, in position order.
     async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RawEvent>, StoreError>;
+    /// The events at these positions, in position order.
+    async fn read_positions(&self, positions: &[i64]) -> Result<Vec<RawEvent>, StoreError>;
     /// The highest committed position (0 for an empty log).
     async fn head(&self) -> Result<i64, StoreError>;
     /// The head positions announced by appending processes (PostgreSQL
@@ -391,6 +393,15 @@ impl EventStore {
     /// Up to `limit` events after `position`, upcast.
     pub async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
         self.backend.read_all(after, limit).await?.into_iter().map(parse_raw).collect()
+    }
+
+    /// The events at these positions (found through an index such as the
+    /// audit trail), upcast, in position order.
+    pub async fn read_positions(&self, positions: &[i64]) -> Result<Vec<RecordedEvent>, StoreError> {
+        if positions.is_empty() {
+            return Ok(vec![]);
+        }
+        self.backend.read_positions(positions).await?.into_iter().map(parse_raw).collect()
     }
 
     /// Rows exactly as stored (for verification, no upcasting).

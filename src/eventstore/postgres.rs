@@ -118,6 +118,15 @@ impl Backend for PostgresBackend {
         rows.iter().map(raw_from_row).collect()
     }
 
+    async fn read_positions(&self, positions: &[i64]) -> Result<Vec<RawEvent>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE position = ANY($1) ORDER BY position")))
+            .bind(positions)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db)?;
+        rows.iter().map(raw_from_row).collect()
+    }
+
     async fn head(&self) -> Result<i64, StoreError> {
         let head: Option<i64> =
             sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(&self.pool).await.map_err(StoreError::db)?;

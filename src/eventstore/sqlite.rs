@@ -117,6 +117,17 @@ impl Backend for SqliteBackend {
         rows.iter().map(raw_from_row).collect()
     }
 
+    async fn read_positions(&self, positions: &[i64]) -> Result<Vec<RawEvent>, StoreError> {
+        let list = serde_json::to_string(positions).map_err(StoreError::db)?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE position IN (SELECT value FROM json_each(?1)) ORDER BY position")))
+                .bind(list)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::db)?;
+        rows.iter().map(raw_from_row).collect()
+    }
+
     async fn head(&self) -> Result<i64, StoreError> {
         let head: Option<i64> =
             sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(&self.pool).await.map_err(StoreError::db)?;

@@ -24,7 +24,7 @@ use crate::http::token::{header_str, request_id};
 use crate::issuance::{self, IdTokenInput, credential_hash, grant_credential};
 use crate::oauth::authorize::{AuthorizationRequest, AuthorizeError, ClientView, Prompt, ResponseType, validate_authorization_request};
 use crate::oauth::error::{ErrorCode, OAuthError};
-use crate::oauth::params::{Params, parse_form, parse_query};
+use crate::oauth::params::{Params, is_form_content_type, parse_form, parse_query, parse_unambiguous};
 use crate::oauth::redirect::{ResponseMode, build_redirect};
 use crate::projections::live::{ClientEntry, UserEntry};
 
@@ -33,18 +33,20 @@ const SESSION_PURPOSE: &str = "session";
 
 pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let params = parse_query(req.query_string());
-    start(&req, &state, params).await
+    start(&req, &state, params, req.query_string().as_bytes()).await
 }
 
 pub async fn authorize_post(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    let params = parse_form(header_str(&req, "content-type"), &body);
-    start(&req, &state, params).await
+    let content_type = header_str(&req, "content-type");
+    let params = parse_form(content_type, &body);
+    let raw: &[u8] = if content_type.is_some_and(is_form_content_type) { &body } else { &[] };
+    start(&req, &state, params, raw).await
 }
 
-async fn start(req: &HttpRequest, state: &AppState, params: Result<Params, OAuthError>) -> HttpResponse {
+async fn start(req: &HttpRequest, state: &AppState, params: Result<Params, OAuthError>, raw: &[u8]) -> HttpResponse {
     let params = match params {
         Ok(p) => p,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, "Invalid request", &e.description),
+        Err(e) => return malformed(state, raw, &e),
     };
     let client = params.get("client_id").and_then(|id| state.live.client(id));
     let view = client.as_deref().map(client_view);
@@ -57,6 +59,23 @@ async fn start(req: &HttpRequest, state: &AppState, params: Result<Params, OAuth
             Some(client) => proceed(req, state, &client, request, session(req, state)).await,
             None => error_page(StatusCode::BAD_REQUEST, "Invalid authorization request", "unknown client"),
         },
+    }
+}
+
+/// A request the parser refused (a repeated parameter, a bad encoding).
+/// RFC 6749 §4.1.2.1 sends such an `invalid_request` to the client once its
+/// `client_id` and `redirect_uri` are established: when both are present
+/// once and registered, the error is redirected (with `state` if that was
+/// unambiguous); otherwise it is an HTML 400, never a redirect (R2).
+fn malformed(state: &AppState, raw: &[u8], e: &OAuthError) -> HttpResponse {
+    let params = parse_unambiguous(raw);
+    let client = params.get("client_id").and_then(|id| state.live.client(id));
+    match validate_authorization_request(&params, client.as_deref().map(client_view)) {
+        Ok(request) => redirect_error(state, &request.redirect_uri, request.response_mode, request.state.as_deref(), e),
+        Err(AuthorizeError::Redirect { redirect_uri, response_mode, state: client_state, .. }) => {
+            redirect_error(state, &redirect_uri, response_mode, client_state.as_deref(), e)
+        }
+        Err(AuthorizeError::NoRedirect(_)) => error_page(StatusCode::BAD_REQUEST, "Invalid request", &e.description),
     }
 }
 
@@ -388,9 +407,14 @@ fn form_context(
 /// Looks up a user by username and checks the password (Argon2id, off the
 /// request threads); `None` for any failure, in the same time.
 pub async fn verify_password(state: &AppState, username: &str, password: String) -> Option<Arc<UserEntry>> {
+    let now = std::time::Instant::now();
+    if !state.login_throttle.allows(username, now) {
+        return None;
+    }
     let user = state.live.user_by_username(username).filter(|u| !u.disabled);
     let hash = user.as_ref().map_or_else(|| crate::passwords::decoy().to_string(), |u| u.password_hash.clone());
     let ok = web::block(move || crate::passwords::verify(&password, &hash)).await.unwrap_or(false);
+    state.login_throttle.record(username, ok && user.is_some(), now);
     user.filter(|_| ok)
 }
 

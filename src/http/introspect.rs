@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::domain::Actor;
 use crate::domain::grant::{GrantCommand, GrantError, RevocationReason};
 use crate::eventstore::CommandContext;
-use crate::http::responses::{no_store_json, oauth_error, unavailable};
+use crate::http::responses::{no_store_json, oauth_error, settled, unavailable};
 use crate::http::token::{authenticate_client, header_str, request_id};
 use crate::issuance::{credential_grant, credential_hash};
 use crate::oauth::error::{ErrorCode, OAuthError};
@@ -129,7 +129,11 @@ pub async fn revoke(req: HttpRequest, body: web::Bytes, state: web::Data<AppStat
     };
     // Revoking either token revokes the grant: its access and refresh tokens alike.
     match state.grants.execute(&grant_id, GrantCommand::Revoke { reason: RevocationReason::RevokedByClient }, context).await {
-        Ok(_) | Err(CommandError::Rejected(GrantError::NotFound)) => no_store_json(StatusCode::OK, &json!({})),
+        Ok(done) => {
+            settled(&state, &done.recorded).await;
+            no_store_json(StatusCode::OK, &json!({}))
+        }
+        Err(CommandError::Rejected(GrantError::NotFound)) => no_store_json(StatusCode::OK, &json!({})),
         Err(CommandError::Rejected(_)) => no_store_json(StatusCode::OK, &json!({})),
         Err(CommandError::Conflict(m)) => oauth_error(&unavailable(&crate::eventstore::StoreError::Unavailable(m)), basic),
         Err(CommandError::Storage(e)) => oauth_error(&unavailable(&e), basic),

@@ -7,5 +7,6 @@ pub mod introspect;
 pub mod pages;
 pub mod responses;
 pub mod session;
+pub mod throttle;
 pub mod token;
 pub mod userinfo;

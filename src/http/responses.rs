@@ -5,7 +5,8 @@ use actix_web::http::{StatusCode, header};
 use serde_json::Value;
 
 use crate::actors::CommandError;
-use crate::eventstore::StoreError;
+use crate::app::AppState;
+use crate::eventstore::{RecordedEvent, StoreError};
 use crate::oauth::error::{ErrorCode, OAuthError};
 
 /// A JSON body that must not be cached (tokens, token errors: OAuth 2.1 §3.2.3, R19).
@@ -46,5 +47,19 @@ pub fn command_failed<E: std::error::Error>(e: CommandError<E>, rejected: impl F
         CommandError::Rejected(e) => rejected(e),
         CommandError::Conflict(msg) => unavailable(&StoreError::Unavailable(msg)),
         CommandError::Storage(e) => unavailable(&e),
+    }
+}
+
+/// How long a handler waits for this node's live view to fold in its own events.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Read-your-writes for the in-memory live view: waits until it has folded
+/// in the events a command just recorded (a rotated refresh token, a revoked
+/// grant), so that the client's next request to this node sees them.
+pub async fn settled(state: &AppState, recorded: &[RecordedEvent]) {
+    if let Some(last) = recorded.last()
+        && !state.live.caught_up(last.position, SETTLE_TIMEOUT).await
+    {
+        tracing::warn!(position = last.position, "the live view did not reach a just-recorded event in time");
     }
 }

@@ -16,7 +16,7 @@ use crate::domain::client::GrantType;
 use crate::domain::grant::{Grant, GrantCommand, GrantError, GrantEvent, NewAccessToken, NewRefreshToken};
 use crate::domain::{Actor, is_valid_scope_token, normalize_scopes};
 use crate::eventstore::CommandContext;
-use crate::http::responses::{command_failed, no_store_json, oauth_error};
+use crate::http::responses::{command_failed, no_store_json, oauth_error, settled};
 use crate::issuance::{self, IdTokenInput, credential_grant, credential_hash, grant_credential};
 use crate::oauth::client_auth::{PresentedClient, presented_client, secret_matches};
 use crate::oauth::error::{ErrorCode, OAuthError};
@@ -181,6 +181,7 @@ async fn authorization_code(state: &AppState, client: &ClientEntry, params: &Par
     };
     let grant_key = grant_id.to_string();
     let done = state.grants.execute(&grant_key, command, context).await.map_err(|e| command_failed(e, grant_error))?;
+    settled(state, &done.recorded).await;
     if done.events.iter().any(|e| matches!(e, GrantEvent::GrantRevoked(_))) {
         return Err(OAuthError::new(ErrorCode::InvalidGrant, "code already used: every token of its grant is revoked"));
     }
@@ -231,6 +232,7 @@ async fn refresh_token(state: &AppState, client: &ClientEntry, params: &Params, 
     };
     let grant_key = grant_id.to_string();
     let done = state.grants.execute(&grant_key, command, context).await.map_err(|e| command_failed(e, grant_error))?;
+    settled(state, &done.recorded).await;
     if done.events.iter().any(|e| matches!(e, GrantEvent::GrantRevoked(_))) {
         return Err(OAuthError::new(ErrorCode::InvalidGrant, "refresh token already used: the whole grant is revoked"));
     }
@@ -288,5 +290,8 @@ async fn password(state: &AppState, client: &ClientEntry, params: &Params, conte
     let context = CommandContext { authentication: Some("pwd".into()), ..context };
     let grant_key = grant_id.to_string();
     let done = execute_new::<Grant>(&state.store, &grant_key, &command, &context).await.map_err(|e| command_failed(e, grant_error))?;
+    if refresh_token.is_some() {
+        settled(state, &done.recorded).await;
+    }
     Ok(token_response(state, client, &grant_key, &done.events, refresh_token.as_deref())?.0)
 }

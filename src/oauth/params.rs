@@ -113,6 +113,35 @@ pub fn parse_query(query: &str) -> Result<Params, OAuthError> {
     parse_bytes(query.as_bytes())
 }
 
+/// What can be read unambiguously from input the strict parsers refused:
+/// the pairs that decode, under names that appear exactly once (a repeated
+/// or undecodable name is dropped whole). Only for deciding where an error
+/// may be sent (RFC 6749 §4.1.2.1: a repeated parameter is an
+/// `invalid_request` for the client once its redirect URI is established);
+/// never for serving a request. Empty when over the limits.
+pub fn parse_unambiguous(input: &[u8]) -> Params {
+    if input.len() > MAX_BODY {
+        return Params::default();
+    }
+    let mut seen: Vec<(Option<String>, Option<String>)> = Vec::new();
+    for piece in input.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match piece.iter().position(|&b| b == b'=') {
+            Some(i) => (&piece[..i], &piece[i + 1..]),
+            None => (piece, &[][..]),
+        };
+        seen.push((form_decode(name), form_decode(value).filter(|v| v.len() <= MAX_VALUE)));
+    }
+    let count = |name: &str| seen.iter().filter(|(n, _)| n.as_deref() == Some(name)).count();
+    let pairs: Vec<(String, String)> = seen
+        .iter()
+        .filter_map(|(name, value)| match (name, value) {
+            (Some(name), Some(value)) if count(name) == 1 && name.len() <= MAX_VALUE => Some((name.clone(), value.clone())),
+            _ => None,
+        })
+        .collect();
+    Params::from_pairs(pairs).unwrap_or_default()
+}
+
 /// Whether a `Content-Type` value denotes a UTF-8 form body.
 pub fn is_form_content_type(content_type: &str) -> bool {
     let mut parts = content_type.split(';');
@@ -198,6 +227,14 @@ fn shown(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::oauth::error::ErrorCode;
+
+    #[test]
+    fn unambiguous_parse_drops_repeated_and_undecodable_names() {
+        let p = parse_unambiguous(b"client_id=shop&scope=a&scope=b&state=%FF&redirect_uri=https%3A%2F%2Fx&bad%ZZ=1&empty=");
+        assert_eq!(p.iter().collect::<Vec<_>>(), vec![("client_id", "shop"), ("redirect_uri", "https://x")]);
+        assert!(parse_unambiguous(&vec![b'a'; MAX_BODY + 1]).is_empty());
+        assert!(parse_query("client_id=shop&scope=a&scope=b").is_err(), "the strict parser still refuses");
+    }
 
     const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 

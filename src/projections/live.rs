@@ -6,10 +6,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::Value;
+use tokio::sync::watch;
 
 use crate::domain::client::{ClientEvent, GrantType, SigningAlg};
 use crate::domain::grant::GrantEvent;
@@ -110,13 +112,20 @@ pub struct LiveView {
     state: Arc<RwLock<State>>,
     keyring: Arc<RwLock<Arc<KeyRing>>>,
     master: Option<MasterKey>,
+    /// The last log position folded in, for callers waiting on their own writes.
+    applied: Arc<watch::Sender<i64>>,
 }
 
 impl LiveView {
     /// An empty view; `master` unseals signing keys (without it the view
     /// serves no signer).
     pub fn new(master: Option<MasterKey>) -> Self {
-        LiveView { state: Arc::default(), keyring: Arc::new(RwLock::new(Arc::new(KeyRing::default()))), master }
+        LiveView {
+            state: Arc::default(),
+            keyring: Arc::new(RwLock::new(Arc::new(KeyRing::default()))),
+            master,
+            applied: Arc::new(watch::channel(0).0),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -159,6 +168,15 @@ impl LiveView {
     /// The last log position folded into the view.
     pub fn position(&self) -> i64 {
         self.read().position
+    }
+
+    /// Waits until the view has folded in every event up to `position`: a
+    /// handler that just recorded events waits for them before answering,
+    /// so that the client's next request to this node (introspection,
+    /// userinfo, a refresh) sees its own writes. `false` after `timeout`.
+    pub async fn caught_up(&self, position: i64, timeout: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        matches!(tokio::time::timeout(timeout, applied.wait_for(|p| *p >= position)).await, Ok(Ok(_)))
     }
 
     pub fn keyring(&self) -> Arc<KeyRing> {
@@ -206,6 +224,13 @@ impl LiveView {
         if keys_changed {
             self.rebuild_keyring();
         }
+        self.applied.send_if_modified(|p| {
+            let advanced = event.position > *p;
+            if advanced {
+                *p = event.position;
+            }
+            advanced
+        });
     }
 
     fn rebuild_keyring(&self) {

@@ -6,6 +6,7 @@
 //! across crashes and across nodes.
 
 pub mod live;
+pub mod queries;
 pub mod readmodels;
 pub mod runner;
 

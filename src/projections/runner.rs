@@ -14,6 +14,8 @@ use crate::db::Db;
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 const BATCH: i64 = 1000;
+/// How long the runner lets new events gather before projecting them.
+const COALESCE: Duration = Duration::from_millis(20);
 /// Arbitrary constant naming the projections' lock on PostgreSQL.
 const PROJECTION_LOCK: i64 = 0x6772_616e_7470;
 
@@ -22,6 +24,8 @@ pub struct ProjectionRunner {
     db: Db,
     store: EventStore,
     projections: Arc<Vec<Box<dyn Projection>>>,
+    /// The position every read model has reached, as this process knows it.
+    reached: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 /// A transaction on either backend.
@@ -87,7 +91,14 @@ impl Tx {
 
 impl ProjectionRunner {
     pub fn new(db: Db, store: EventStore) -> Self {
-        ProjectionRunner { db, store, projections: Arc::new(super::all()) }
+        ProjectionRunner { db, store, projections: Arc::new(super::all()), reached: Arc::new(tokio::sync::watch::channel(0).0) }
+    }
+
+    /// Waits until the read models include `position` (read-your-writes for
+    /// the admin API); false after `timeout`.
+    pub async fn wait_for(&self, position: i64, timeout: Duration) -> bool {
+        let mut reached = self.reached.subscribe();
+        tokio::time::timeout(timeout, reached.wait_for(|p| *p >= position)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// The lowest checkpoint: every projection has seen the log up to it.
@@ -117,6 +128,7 @@ impl ProjectionRunner {
             let events = self.store.read_all(from, BATCH).await?;
             let Some(last) = events.last().map(|e| e.position) else {
                 tx.commit().await?;
+                self.reached.send_if_modified(|p| std::mem::replace(p, (*p).max(from)) < from);
                 return Ok(from);
             };
             for p in self.projections.iter() {
@@ -133,6 +145,8 @@ impl ProjectionRunner {
                 .await?;
             }
             tx.commit().await?;
+            let reached = self.projections.iter().map(|p| of(p.as_ref()).max(last)).min().unwrap_or(last);
+            self.reached.send_if_modified(|p| std::mem::replace(p, (*p).max(reached)) < reached);
             progress(last);
         }
     }
@@ -155,6 +169,10 @@ impl ProjectionRunner {
                     if batch.iter().any(|r| r.is_err()) {
                         break;
                     }
+                    // Under load, let events gather so that one transaction
+                    // projects many: the projections share the database's
+                    // write lock with the appends of the token path.
+                    tokio::time::sleep(COALESCE).await;
                     if let Err(e) = self.catch_up(|_| {}).await {
                         tracing::warn!(error = %e, "projecting failed; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;

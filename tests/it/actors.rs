@@ -51,14 +51,23 @@ async fn a_hundred_concurrent_commands_on_one_aggregate_all_land_in_order() {
 async fn idle_actors_stop_and_come_back_from_their_stream() {
     for tdb in backends().await {
         let (_db, store) = tdb.store().await;
-        let users = Registry::<User>::new(store.clone(), Duration::from_millis(1500));
+        let users = Registry::<User>::new(store.clone(), Duration::from_secs(2));
         let ids: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-        for id in &ids {
-            users.execute(id, register(), ctx()).await.unwrap();
-            users.execute(id, UserCommand::Disable, ctx()).await.unwrap();
+        let mut tasks = Vec::new();
+        for id in ids.clone() {
+            let users = users.clone();
+            tasks.push(actix_web::rt::spawn(async move {
+                users.execute(&id, register(), ctx()).await.unwrap();
+                users.execute(&id, UserCommand::Disable, ctx()).await.unwrap();
+            }));
         }
-        assert_eq!(users.live_actors(), 50);
-        eventually("idle actors to stop", Duration::from_secs(10), || async { (users.live_actors() == 0).then_some(()) }).await;
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // How many are still alive depends on the machine's speed; that they
+        // all go once idle does not.
+        assert!(users.live_actors() > 0, "{}: actors were started", tdb.backend);
+        eventually("idle actors to stop", Duration::from_secs(30), || async { (users.live_actors() == 0).then_some(()) }).await;
         // A fresh actor rebuilds the state from the stream: the user is disabled.
         let again = users.execute(&ids[7], UserCommand::Disable, ctx()).await;
         assert!(matches!(again, Err(CommandError::Rejected(UserError::AlreadyDisabled))), "{}: {again:?}", tdb.backend);

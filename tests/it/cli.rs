@@ -33,7 +33,7 @@ async fn init_is_idempotent_and_the_audit_tools_work() {
         let db = tdb.open().await;
         let store = grantd::eventstore::EventStore::open(&db).await.unwrap();
         let head = store.head().await.unwrap();
-        assert_eq!(head, 6, "two keys generated + activated, admin client, installation");
+        assert_eq!(head, 7, "two keys generated + activated, admin client and its client_id claim, installation");
 
         let again = grantd(&tdb, &["init"]);
         assert!(again.status.success());
@@ -46,9 +46,9 @@ async fn init_is_idempotent_and_the_audit_tools_work() {
             assert!(out.status.success(), "{} {args:?}: {}", tdb.backend, text(&out.stderr));
         }
         let verify = grantd(&tdb, &["audit", "verify"]);
-        assert!(text(&verify.stdout).contains("intact: 6 events"), "{}", text(&verify.stdout));
+        assert!(text(&verify.stdout).contains("intact: 7 events"), "{}", text(&verify.stdout));
         let rebuilt = grantd(&tdb, &["projections", "rebuild"]);
-        assert!(text(&rebuilt.stderr).contains("rebuilt from 6 events"), "{}", text(&rebuilt.stderr));
+        assert!(text(&rebuilt.stderr).contains("rebuilt from 7 events"), "{}", text(&rebuilt.stderr));
     }
 }
 

@@ -18,6 +18,7 @@ use grantd::domain::client::{Client, ClientCommand, ClientEvent, ClientSettings,
 use grantd::domain::consent::{Consent, ConsentCommand, ConsentEvent};
 use grantd::domain::grant::{Grant, GrantCommand, GrantEvent, NewAccessToken, NewRefreshToken, RevocationReason};
 use grantd::domain::installation::{Installation, InstallationCommand, InstallationEvent};
+use grantd::domain::name_claim::{NameClaim, NameClaimCommand, NameClaimEvent};
 use grantd::domain::signing_key::{SigningKey, SigningKeyCommand, SigningKeyEvent};
 use grantd::domain::upcast::{all_event_types, upcast};
 use grantd::domain::user::{User, UserCommand, UserEvent, UserProfile};
@@ -311,6 +312,17 @@ fn installation_events(samples: &mut Vec<Sample>, kid: String) {
     );
 }
 
+fn name_claim_events(samples: &mut Vec<Sample>) {
+    let owner = "7d444840-9dc0-11d1-b245-5ffdce74fad2".to_string();
+    given_when::<NameClaim>(
+        vec![
+            NameClaimCommand::Claim { kind: "username".into(), name: "alice".into(), owner: owner.clone() },
+            NameClaimCommand::Release { owner },
+        ],
+        samples,
+    );
+}
+
 /// Every event of every aggregate, emitted by deciding real commands.
 fn emitted() -> Vec<Sample> {
     let mut samples = Vec::new();
@@ -320,6 +332,7 @@ fn emitted() -> Vec<Sample> {
     grant_events(&mut samples);
     let kid = signing_key_events(&mut samples);
     installation_events(&mut samples, kid);
+    name_claim_events(&mut samples);
     samples
 }
 
@@ -336,6 +349,7 @@ fn decode(aggregate: &str, event_type: &str, payload: &Value) -> Result<Value, S
         "grant" => via::<GrantEvent>(event_type, payload),
         "key" => via::<SigningKeyEvent>(event_type, payload),
         "installation" => via::<InstallationEvent>(event_type, payload),
+        "name" => via::<NameClaimEvent>(event_type, payload),
         other => Err(format!("unknown aggregate {other}")),
     }
 }

@@ -249,6 +249,6 @@ async fn health_and_readiness_on_every_backend() {
         assert_eq!(ready.status(), 200);
         let body: serde_json::Value = ready.json().await.unwrap();
         assert_eq!(body["status"], "ready");
-        assert_eq!(body["log_head"], 6, "{}: init wrote its six events", app.backend);
+        assert_eq!(body["log_head"], 7, "{}: init wrote its seven events", app.backend);
     }
 }
