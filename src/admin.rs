@@ -288,22 +288,9 @@ impl Admin {
             SigningAlg::EdDSA => crate::keys::generate_ed25519(master),
             SigningAlg::RS256 => crate::keys::generate_rsa(master),
         };
+        let events = crate::setup::activated_key_events(&generated, alg).map_err(|e| AdminError::Invalid(e.to_string()))?;
         let mut key = SigningKey::default();
-        let mut events = Vec::new();
-        for command in [
-            SigningKeyCommand::Generate {
-                kid: generated.kid.clone(),
-                alg,
-                public_jwk: generated.public_jwk.clone(),
-                sealed_private_key: generated.sealed_private_key.clone(),
-            },
-            SigningKeyCommand::Activate,
-        ] {
-            for e in key.decide(&command).map_err(|e| AdminError::Invalid(e.to_string()))? {
-                key.apply(&e);
-                events.push(e);
-            }
-        }
+        events.iter().for_each(|e| key.apply(e));
         let mut writes = vec![write(SigningKey::stream_id(&generated.kid), ExpectedVersion::NoStream, &events, ctx)];
         if let Some(old) = active_kid {
             let stream = SigningKey::stream_id(&old);

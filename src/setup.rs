@@ -109,7 +109,7 @@ pub async fn initialize(
 }
 
 /// The events of a key generated and activated at once.
-fn activated_key_events(key: &GeneratedKey, alg: SigningAlg) -> Result<Vec<SigningKeyEvent>, SetupError> {
+pub(crate) fn activated_key_events(key: &GeneratedKey, alg: SigningAlg) -> Result<Vec<SigningKeyEvent>, SetupError> {
     let mut signing_key = SigningKey::default();
     let mut events = Vec::new();
     for command in [

@@ -377,11 +377,14 @@ async fn issue(
 /// The pending request and client behind a login or consent form, with the
 /// CSRF check (R11): the form's `csrf_token` must be the HMAC of this
 /// browser's CSRF cookie.
+#[allow(clippy::type_complexity)]
 fn form_context(
     req: &HttpRequest,
     state: &AppState,
-    params: &Params,
-) -> Result<(AuthorizationRequest, Arc<ClientEntry>), Box<HttpResponse>> {
+    body: &[u8],
+) -> Result<(Params, AuthorizationRequest, Arc<ClientEntry>), Box<HttpResponse>> {
+    let params = parse_form(header_str(req, "content-type"), body)
+        .map_err(|e| Box::new(error_page(StatusCode::BAD_REQUEST, "Invalid form", &e.description)))?;
     let cookie = req.cookie(CSRF_COOKIE);
     if !state.sealer.csrf_matches(cookie.as_ref().map(|c| c.value()), params.get("csrf_token")) {
         return Err(Box::new(error_page(
@@ -399,7 +402,7 @@ fn form_context(
             ))
         })?;
     match state.live.client(&request.client_id).filter(|c| !c.disabled) {
-        Some(client) => Ok((request, client)),
+        Some(client) => Ok((params, request, client)),
         None => Err(Box::new(error_page(StatusCode::BAD_REQUEST, "Invalid authorization request", "unknown client"))),
     }
 }
@@ -419,11 +422,7 @@ pub async fn verify_password(state: &AppState, username: &str, password: String)
 }
 
 pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    let params = match parse_form(header_str(&req, "content-type"), &body) {
-        Ok(p) => p,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, "Invalid form", &e.description),
-    };
-    let (request, client) = match form_context(&req, &state, &params) {
+    let (params, request, client) = match form_context(&req, &state, &body) {
         Ok(c) => c,
         Err(page) => return *page,
     };
@@ -442,11 +441,7 @@ pub async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<AppState
 }
 
 pub async fn consent(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    let params = match parse_form(header_str(&req, "content-type"), &body) {
-        Ok(p) => p,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, "Invalid form", &e.description),
-    };
-    let (request, client) = match form_context(&req, &state, &params) {
+    let (params, request, client) = match form_context(&req, &state, &body) {
         Ok(c) => c,
         Err(page) => return *page,
     };

@@ -21,6 +21,23 @@ pub enum Arg {
     Bool(bool),
 }
 
+/// Binds `Arg`s to a sqlx query of either backend.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match arg {
+                $crate::projections::Arg::Text(s) => q.bind(s.clone()),
+                $crate::projections::Arg::OptText(s) => q.bind(s.clone()),
+                $crate::projections::Arg::Int(i) => q.bind(*i),
+                $crate::projections::Arg::Bool(b) => q.bind(*b),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_args;
+
 /// One SQL statement a projection wants executed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stmt {

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Arg;
+use super::{Arg, bind_args};
 use crate::db::Db;
 use crate::eventstore::StoreError;
 
@@ -17,21 +17,6 @@ macro_rules! fetch_all {
             Db::Postgres { pool, .. } => bind_args!(sqlx::query_as::<_, $ty>(sql), args).fetch_all(pool).await,
         }
         .map_err(StoreError::db)
-    }};
-}
-
-macro_rules! bind_args {
-    ($query:expr, $args:expr) => {{
-        let mut q = $query;
-        for arg in $args {
-            q = match arg {
-                Arg::Text(s) => q.bind(s.clone()),
-                Arg::OptText(s) => q.bind(s.clone()),
-                Arg::Int(i) => q.bind(*i),
-                Arg::Bool(b) => q.bind(*b),
-            };
-        }
-        q
     }};
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use sqlx::Row;
 
-use super::{Arg, Projection, Stmt};
+use super::{Arg, Projection, Stmt, bind_args};
 use crate::db::Db;
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
@@ -34,21 +34,6 @@ enum Tx {
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
-macro_rules! bind_all {
-    ($query:expr, $args:expr) => {{
-        let mut q = $query;
-        for arg in $args {
-            q = match arg {
-                Arg::Text(s) => q.bind(s.as_str()),
-                Arg::OptText(s) => q.bind(s.as_deref()),
-                Arg::Int(i) => q.bind(*i),
-                Arg::Bool(b) => q.bind(*b),
-            };
-        }
-        q
-    }};
-}
-
 impl Tx {
     async fn begin(db: &Db) -> Result<Tx, StoreError> {
         Ok(match db {
@@ -64,8 +49,8 @@ impl Tx {
 
     async fn exec(&mut self, stmt: &Stmt) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(tx) => bind_all!(sqlx::query(stmt.sql), &stmt.args).execute(&mut **tx).await.map(|_| ()),
-            Tx::Postgres(tx) => bind_all!(sqlx::query(stmt.sql), &stmt.args).execute(&mut **tx).await.map(|_| ()),
+            Tx::Sqlite(tx) => bind_args!(sqlx::query(stmt.sql), &stmt.args).execute(&mut **tx).await.map(|_| ()),
+            Tx::Postgres(tx) => bind_args!(sqlx::query(stmt.sql), &stmt.args).execute(&mut **tx).await.map(|_| ()),
         }
         .map_err(|e| StoreError::Unavailable(format!("projection statement failed: {}", crate::db::one_line(&e))))
     }
