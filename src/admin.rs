@@ -307,11 +307,7 @@ impl Admin {
 
 /// Argon2id takes tens of milliseconds: never on a request thread.
 async fn hash_off_thread(password: &str) -> Result<String, AdminError> {
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || crate::passwords::hash(&password))
-        .await
-        .map_err(|e| AdminError::Unavailable(e.to_string()))?
-        .map_err(AdminError::Invalid)
+    crate::passwords::hash_off_thread(password.to_string()).await.map_err(AdminError::Invalid)
 }
 
 fn reject_reserved(settings: &ClientSettings) -> Result<(), AdminError> {

@@ -7,9 +7,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 /// A connection pool to one of the two supported backends.
+///
+/// On SQLite the read models live in a second file beside the log
+/// (`<database>.readmodels`): SQLite has one writer per file, and projecting
+/// must never make an append wait.
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite { pool: SqlitePool, options: Box<SqliteConnectOptions>, url: String },
+    Sqlite { pool: SqlitePool, read_models: SqlitePool, options: Box<SqliteConnectOptions>, url: String },
     Postgres { pool: PgPool, url: String },
 }
 
@@ -43,7 +47,17 @@ impl Db {
                 .connect_with(options.clone())
                 .await
                 .map_err(|e| fail(&e))?;
-            Ok(Db::Sqlite { pool, options: Box::new(options), url: shown })
+            let mut read_models_file = options.get_filename().as_os_str().to_os_string();
+            read_models_file.push(".readmodels");
+            // Derived data: rebuilt from the log after a crash, so NORMAL sync suffices.
+            let read_options = options.clone().filename(read_models_file).synchronous(SqliteSynchronous::Normal);
+            let read_models = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(read_options)
+                .await
+                .map_err(|e| fail(&e))?;
+            Ok(Db::Sqlite { pool, read_models, options: Box::new(options), url: shown })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             // Plans cached while the log was small (a sequential scan of an
             // empty table) would stay in use as it grows: plan every time.
@@ -63,7 +77,10 @@ impl Db {
     /// Applies the embedded migrations; running them twice is a no-op.
     pub async fn migrate(&self) -> Result<(), DbError> {
         let result = match self {
-            Db::Sqlite { pool, .. } => sqlx::migrate!("migrations/sqlite").run(pool).await,
+            Db::Sqlite { pool, read_models, .. } => match sqlx::migrate!("migrations/sqlite").run(pool).await {
+                Ok(()) => sqlx::migrate!("migrations/sqlite-readmodels").run(read_models).await,
+                Err(e) => Err(e),
+            },
             Db::Postgres { pool, .. } => sqlx::migrate!("migrations/postgres").run(pool).await,
         };
         result.map_err(|e| DbError::Migrate { url: self.url().to_string(), reason: one_line(&e) })
@@ -82,7 +99,10 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { pool, .. } => pool.close().await,
+            Db::Sqlite { pool, read_models, .. } => {
+                pool.close().await;
+                read_models.close().await;
+            }
             Db::Postgres { pool, .. } => pool.close().await,
         }
     }

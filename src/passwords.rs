@@ -14,6 +14,23 @@ pub fn verify(password: &str, hash: &str) -> bool {
     Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
 }
 
+/// Argon2id needs 19 MiB a run: at most one run per core at a time, so that
+/// a burst of logins queues instead of multiplying memory.
+static RUNS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
+/// [`verify`] on the blocking pool, within the concurrency limit.
+pub async fn verify_off_thread(password: String, hash: String) -> bool {
+    let Ok(_permit) = RUNS.acquire().await else { return false };
+    tokio::task::spawn_blocking(move || verify(&password, &hash)).await.unwrap_or(false)
+}
+
+/// [`hash`] on the blocking pool, within the concurrency limit.
+pub async fn hash_off_thread(password: String) -> Result<String, String> {
+    let _permit = RUNS.acquire().await.map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || hash(&password)).await.map_err(|e| e.to_string())?
+}
+
 /// A hash that matches nothing, verified when the user does not exist so
 /// that the answer takes as long either way.
 pub fn decoy() -> &'static str {

@@ -13,7 +13,7 @@ macro_rules! fetch_all {
         let sql = sqlx::AssertSqlSafe($sql);
         let args: &[Arg] = $args;
         match $db {
-            Db::Sqlite { pool, .. } => bind_args!(sqlx::query_as::<_, $ty>(sql), args).fetch_all(pool).await,
+            Db::Sqlite { read_models, .. } => bind_args!(sqlx::query_as::<_, $ty>(sql), args).fetch_all(read_models).await,
             Db::Postgres { pool, .. } => bind_args!(sqlx::query_as::<_, $ty>(sql), args).fetch_all(pool).await,
         }
         .map_err(StoreError::db)

@@ -174,42 +174,60 @@ impl Projection for GrantsProjection {
             GrantEvent::AuthorizationCodeIssued(e) => vec![
                 Stmt::new(
                     "INSERT INTO grants (grant_id, grant_type, client_id, subject, user_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $4, $5, $6, $6)",
-                    vec![grant(), text(GrantType::AuthorizationCode.as_str()), Arg::Text(e.client_id), Arg::Text(e.user_id), Arg::Text(json_list(&e.scopes)), Arg::Text(at.clone())],
+                    vec![
+                        grant(),
+                        text(GrantType::AuthorizationCode.as_str()),
+                        Arg::Text(e.client_id),
+                        Arg::Text(e.user_id),
+                        Arg::Text(json_list(&e.scopes)),
+                        Arg::Text(at.clone()),
+                    ],
                 ),
                 Stmt::new(
                     "INSERT INTO tokens (token_key, kind, grant_id, issued_at, expires_at) VALUES ($1, 'code', $2, $3, $4)",
                     vec![Arg::Text(e.code_hash), grant(), Arg::Text(at), Arg::Text(time_text(e.expires_at))],
                 ),
             ],
-            GrantEvent::AuthorizationCodeRedeemed(e) => vec![Stmt::new(
-                "UPDATE tokens SET superseded_at = $2 WHERE token_key = $1",
-                vec![Arg::Text(e.code_hash), Arg::Text(at)],
-            )],
-            GrantEvent::AccessTokenIssued(e) => vec![
-                Stmt::new(
-                    "INSERT INTO grants (grant_id, grant_type, client_id, subject, user_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-                     ON CONFLICT (grant_id) DO UPDATE SET updated_at = $7",
-                    vec![
-                        grant(),
-                        text(e.grant_type.as_str()),
-                        Arg::Text(e.client_id),
-                        Arg::Text(e.subject),
-                        Arg::OptText(e.user_id),
-                        Arg::Text(json_list(&e.scopes)),
-                        Arg::Text(at),
-                    ],
-                ),
-                Stmt::new(
-                    "INSERT INTO tokens (token_key, kind, grant_id, issued_at, expires_at) VALUES ($1, 'access', $2, $3, $4)",
-                    vec![Arg::Text(e.jti), grant(), Arg::Text(time_text(e.issued_at)), Arg::Text(time_text(e.expires_at))],
-                ),
-            ],
+            GrantEvent::AuthorizationCodeRedeemed(e) => {
+                vec![Stmt::new("UPDATE tokens SET superseded_at = $2 WHERE token_key = $1", vec![Arg::Text(e.code_hash), Arg::Text(at)])]
+            }
+            GrantEvent::AccessTokenIssued(e) => {
+                // Client credentials, password and implicit grants begin with
+                // their access token; code and refresh tokens extend a grant.
+                let opens_grant = !matches!(e.grant_type, GrantType::AuthorizationCode | GrantType::RefreshToken);
+                let grant_row = if opens_grant {
+                    Stmt::new(
+                        "INSERT INTO grants (grant_id, grant_type, client_id, subject, user_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                        vec![
+                            grant(),
+                            text(e.grant_type.as_str()),
+                            Arg::Text(e.client_id),
+                            Arg::Text(e.subject),
+                            Arg::OptText(e.user_id),
+                            Arg::Text(json_list(&e.scopes)),
+                            Arg::Text(at),
+                        ],
+                    )
+                } else {
+                    Stmt::new("UPDATE grants SET updated_at = $2 WHERE grant_id = $1", vec![grant(), Arg::Text(at)])
+                };
+                vec![
+                    grant_row,
+                    Stmt::new(
+                        "INSERT INTO tokens (token_key, kind, grant_id, issued_at, expires_at) VALUES ($1, 'access', $2, $3, $4)",
+                        vec![Arg::Text(e.jti), grant(), Arg::Text(time_text(e.issued_at)), Arg::Text(time_text(e.expires_at))],
+                    ),
+                ]
+            }
             GrantEvent::RefreshTokenIssued(e) => vec![Stmt::new(
                 "INSERT INTO tokens (token_key, kind, grant_id, issued_at, expires_at) VALUES ($1, 'refresh', $2, $3, $4)",
                 vec![Arg::Text(e.token_hash), grant(), Arg::Text(at), Arg::Text(time_text(e.expires_at))],
             )],
             GrantEvent::RefreshTokenRotated(e) => vec![
-                Stmt::new("UPDATE tokens SET superseded_at = $2 WHERE token_key = $1", vec![Arg::Text(e.previous_hash), Arg::Text(at.clone())]),
+                Stmt::new(
+                    "UPDATE tokens SET superseded_at = $2 WHERE token_key = $1",
+                    vec![Arg::Text(e.previous_hash), Arg::Text(at.clone())],
+                ),
                 Stmt::new(
                     "INSERT INTO tokens (token_key, kind, grant_id, issued_at, expires_at) VALUES ($1, 'refresh', $2, $3, $4)",
                     vec![Arg::Text(e.token_hash), grant(), Arg::Text(at), Arg::Text(time_text(e.expires_at))],

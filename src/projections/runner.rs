@@ -11,7 +11,7 @@ use sqlx::Row;
 
 use super::{Arg, Projection, Stmt, bind_args};
 use crate::db::Db;
-use crate::eventstore::{EventStore, RecordedEvent, StoreError};
+use crate::eventstore::{EventStore, StoreError};
 
 const BATCH: i64 = 1000;
 /// How long the runner lets new events gather before projecting them.
@@ -38,7 +38,7 @@ impl Tx {
     async fn begin(db: &Db) -> Result<Tx, StoreError> {
         Ok(match db {
             // IMMEDIATE: take the write lock up front instead of failing on upgrade.
-            Db::Sqlite { pool, .. } => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::db)?),
+            Db::Sqlite { read_models, .. } => Tx::Sqlite(read_models.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::db)?),
             Db::Postgres { pool, .. } => {
                 let mut tx = pool.begin().await.map_err(StoreError::db)?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PROJECTION_LOCK).execute(&mut *tx).await.map_err(StoreError::db)?;
@@ -51,6 +51,15 @@ impl Tx {
         match self {
             Tx::Sqlite(tx) => bind_args!(sqlx::query(stmt.sql), &stmt.args).execute(&mut **tx).await.map(|_| ()),
             Tx::Postgres(tx) => bind_args!(sqlx::query(stmt.sql), &stmt.args).execute(&mut **tx).await.map(|_| ()),
+        }
+        .map_err(|e| StoreError::Unavailable(format!("projection statement failed: {}", crate::db::one_line(&e))))
+    }
+
+    async fn exec_sql(&mut self, sql: String, args: &[Arg]) -> Result<(), StoreError> {
+        let sql = sqlx::AssertSqlSafe(sql);
+        match self {
+            Tx::Sqlite(tx) => bind_args!(sqlx::query(sql), args).execute(&mut **tx).await.map(|_| ()),
+            Tx::Postgres(tx) => bind_args!(sqlx::query(sql), args).execute(&mut **tx).await.map(|_| ()),
         }
         .map_err(|e| StoreError::Unavailable(format!("projection statement failed: {}", crate::db::one_line(&e))))
     }
@@ -118,11 +127,11 @@ impl ProjectionRunner {
             };
             for p in self.projections.iter() {
                 let seen = of(p.as_ref());
+                let mut stmts = Vec::new();
                 for event in events.iter().filter(|e| e.position > seen) {
-                    for stmt in p.project(event)? {
-                        tx.exec(&stmt).await?;
-                    }
+                    stmts.extend(p.project(event)?);
                 }
+                exec_batched(&mut tx, stmts).await?;
                 tx.exec(&Stmt::new(
                     "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = $2",
                     vec![Arg::Text(p.name().into()), Arg::Int(last.max(seen))],
@@ -189,8 +198,8 @@ impl ProjectionRunner {
             for table in p.tables() {
                 let sql = format!("SELECT * FROM {table} ORDER BY 1, 2");
                 let rows = match &self.db {
-                    Db::Sqlite { pool, .. } => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                        .fetch_all(pool)
+                    Db::Sqlite { read_models, .. } => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .fetch_all(read_models)
                         .await
                         .map_err(StoreError::db)?
                         .iter()
@@ -209,6 +218,88 @@ impl ProjectionRunner {
         }
         Ok(out)
     }
+}
+
+/// Most bound values in one statement (SQLite allows 32766, PostgreSQL 65535).
+const MAX_BOUND: usize = 30_000;
+
+/// A plain `INSERT … VALUES (row)`: its prefix up to `VALUES`, the row
+/// template, and how many parameters one row binds.
+fn insert_template(sql: &str) -> Option<(&str, &str, usize)> {
+    if !sql.trim_start().starts_with("INSERT INTO") || sql.contains("ON CONFLICT") {
+        return None;
+    }
+    let at = sql.find(" VALUES (")? + " VALUES".len();
+    let (prefix, row) = (&sql[..at], sql[at..].trim());
+    if !row.ends_with(')') {
+        return None;
+    }
+    let mut max = 0;
+    let bytes = row.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let digits: String = row[i + 1..].chars().take_while(char::is_ascii_digit).collect();
+            max = max.max(digits.parse().unwrap_or(0));
+            i += digits.len();
+        }
+        i += 1;
+    }
+    Some((prefix, row, max))
+}
+
+/// `row` with every `$N` shifted by `offset`.
+fn renumber(row: &str, offset: usize, out: &mut String) {
+    let mut chars = row.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '$' {
+            let mut digits = String::new();
+            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                digits.push(*d);
+                chars.next();
+            }
+            let n: usize = digits.parse().unwrap_or(0);
+            out.push_str(&(n + offset).to_string());
+        }
+    }
+}
+
+/// Runs a projection's statements in order, merging the rows of identical
+/// plain INSERTs into multi-row INSERTs: a batch of tokens becomes one
+/// statement per table instead of one per event. Rows only move ahead of
+/// other INSERTs; every other statement first flushes what is pending.
+async fn exec_batched(tx: &mut Tx, stmts: Vec<Stmt>) -> Result<(), StoreError> {
+    let mut pending: Vec<(&'static str, Vec<Vec<Arg>>)> = Vec::new();
+    for stmt in stmts {
+        if insert_template(stmt.sql).is_some() {
+            match pending.iter_mut().find(|(sql, _)| *sql == stmt.sql) {
+                Some((_, rows)) => rows.push(stmt.args),
+                None => pending.push((stmt.sql, vec![stmt.args])),
+            }
+        } else {
+            flush(tx, &mut pending).await?;
+            tx.exec(&stmt).await?;
+        }
+    }
+    flush(tx, &mut pending).await
+}
+
+async fn flush(tx: &mut Tx, pending: &mut Vec<(&'static str, Vec<Vec<Arg>>)>) -> Result<(), StoreError> {
+    for (sql, rows) in pending.drain(..) {
+        let Some((prefix, row, per_row)) = insert_template(sql) else { continue };
+        for chunk in rows.chunks((MAX_BOUND / per_row.max(1)).max(1)) {
+            let mut text = String::with_capacity(prefix.len() + chunk.len() * (row.len() + 8));
+            text.push_str(prefix);
+            for i in 0..chunk.len() {
+                text.push_str(if i == 0 { " " } else { ", " });
+                renumber(row, i * per_row, &mut text);
+            }
+            let args: Vec<Arg> = chunk.iter().flatten().cloned().collect();
+            tx.exec_sql(text, &args).await?;
+        }
+    }
+    Ok(())
 }
 
 fn delete_sql(table: &str) -> &'static str {
@@ -247,11 +338,19 @@ fn cell_postgres(row: &sqlx::postgres::PgRow, i: usize) -> Option<String> {
     cell!(row, i)
 }
 
-/// Events a projection would see, for tests of the reducers on stored payloads.
-pub fn project_all(projection: &dyn Projection, events: &[RecordedEvent]) -> Result<Vec<Stmt>, StoreError> {
-    let mut out = Vec::new();
-    for e in events {
-        out.extend(projection.project(e)?);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_inserts_become_multi_row_templates() {
+        let sql = "INSERT INTO t (a, b, c) VALUES ($1, $2, COALESCE($3, (SELECT x FROM u WHERE y = $2)))";
+        let (prefix, row, n) = insert_template(sql).expect("a plain insert");
+        assert_eq!((prefix, n), ("INSERT INTO t (a, b, c) VALUES", 3));
+        let mut out = String::new();
+        renumber(row, 3, &mut out);
+        assert_eq!(out, "($4, $5, COALESCE($6, (SELECT x FROM u WHERE y = $5)))");
+        assert!(insert_template("INSERT INTO t (a) VALUES ($1) ON CONFLICT (a) DO NOTHING").is_none());
+        assert!(insert_template("UPDATE t SET a = $1").is_none());
     }
-    Ok(out)
 }

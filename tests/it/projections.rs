@@ -77,7 +77,7 @@ async fn history(store: &EventStore) -> (String, String) {
 
 async fn count(db: &Db, sql: &'static str) -> i64 {
     match db {
-        Db::Sqlite { pool, .. } => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        Db::Sqlite { read_models, .. } => sqlx::query_scalar(sql).fetch_one(read_models).await.unwrap(),
         Db::Postgres { pool, .. } => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
     }
 }
