@@ -14,5 +14,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    actix_web::rt::System::new().block_on(grantd::cli::run())
+    // The event store's writer, its follower, the projection runner and the
+    // live view are tokio tasks: give them a multi-threaded runtime rather
+    // than the System's single thread, next to actix-web's own workers.
+    actix_web::rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts")
+    })
+    .block_on(grantd::cli::run())
 }
