@@ -183,6 +183,10 @@ pub struct PreparedRow {
     pub metadata: String,
     pub prev_hash: Hash,
     pub hash: Hash,
+    /// The same payload and metadata as values, so that committed events
+    /// reach their subscribers without being parsed back from text.
+    pub payload_value: Value,
+    pub metadata_value: EventMetadata,
 }
 
 /// The SQL half of the store, one per database.
@@ -235,8 +239,8 @@ pub fn prepare_batch(
                 position += 1;
                 version += 1;
                 let payload = canonical_json(&e.payload);
-                let metadata = EventMetadata { event_id: e.event_id, recorded_at, context: e.context.clone() };
-                let metadata = canonical_json(&serde_json::to_value(&metadata).unwrap_or(Value::Null));
+                let metadata_value = EventMetadata { event_id: e.event_id, recorded_at, context: e.context.clone() };
+                let metadata = canonical_json(&serde_json::to_value(&metadata_value).unwrap_or(Value::Null));
                 let hash = event_hash(
                     &prev,
                     &HashInput {
@@ -260,6 +264,8 @@ pub fn prepare_batch(
                     metadata,
                     prev_hash: prev,
                     hash,
+                    payload_value: e.payload.clone(),
+                    metadata_value,
                 });
                 prev = hash;
             }
@@ -275,23 +281,21 @@ pub fn batch_time() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// Turns prepared rows back into recorded events for the callers.
+/// Turns prepared rows back into recorded events for the callers, upcast
+/// as a reader of the log would see them.
 pub fn recorded_from_prepared(rows: &[PreparedRow], recorded_at: DateTime<Utc>) -> Vec<RecordedEvent> {
     rows.iter()
         .map(|r| {
-            let metadata: EventMetadata = serde_json::from_str(&r.metadata).unwrap_or(EventMetadata {
-                event_id: Uuid::nil(),
-                recorded_at,
-                context: CommandContext::system(),
-            });
+            let (schema_version, payload) = crate::domain::upcast::upcast(&r.event_type, r.schema_version, r.payload_value.clone())
+                .unwrap_or_else(|| (r.schema_version, r.payload_value.clone()));
             RecordedEvent {
                 position: r.position,
                 stream_id: r.stream_id.clone(),
                 stream_version: r.stream_version,
                 event_type: r.event_type.clone(),
-                schema_version: r.schema_version,
-                payload: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
-                metadata,
+                schema_version,
+                payload,
+                metadata: r.metadata_value.clone(),
                 recorded_at,
                 prev_hash: r.prev_hash,
                 hash: r.hash,

@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use sqlx::Row;
 
 use super::{Arg, Projection, Stmt, bind_args};
 use crate::db::Db;
-use crate::eventstore::{EventStore, StoreError};
+use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 const BATCH: i64 = 1000;
 /// How long the runner lets new events gather before projecting them.
@@ -113,13 +113,26 @@ impl ProjectionRunner {
 
     /// Projects every event not yet projected; returns the position reached.
     /// `progress` is told the position after each batch.
-    pub async fn catch_up(&self, mut progress: impl FnMut(i64)) -> Result<i64, StoreError> {
+    pub async fn catch_up(&self, progress: impl FnMut(i64)) -> Result<i64, StoreError> {
+        self.catch_up_with(Vec::new(), progress).await
+    }
+
+    /// [`Self::catch_up`], taking the events the subscription delivered
+    /// (`ready`) instead of reading them back when they continue the
+    /// checkpoints; anything else comes from the log.
+    async fn catch_up_with(&self, mut ready: Vec<Arc<RecordedEvent>>, mut progress: impl FnMut(i64)) -> Result<i64, StoreError> {
         loop {
             let mut tx = Tx::begin(&self.db).await?;
             let checkpoints = tx.checkpoints().await?;
             let of = |p: &dyn Projection| checkpoints.get(p.name()).copied().unwrap_or(0);
             let from = self.projections.iter().map(|p| of(p.as_ref())).min().unwrap_or(0);
-            let events = self.store.read_all(from, BATCH).await?;
+            ready.retain(|e| e.position > from);
+            let contiguous = ready.iter().enumerate().take_while(|(i, e)| e.position == from + 1 + *i as i64).count();
+            let events: Vec<Arc<RecordedEvent>> = if contiguous > 0 {
+                ready.drain(..contiguous.min(BATCH as usize)).collect()
+            } else {
+                self.store.read_all(from, BATCH).await?.into_iter().map(Arc::new).collect()
+            };
             let Some(last) = events.last().map(|e| e.position) else {
                 tx.commit().await?;
                 self.reached.send_if_modified(|p| std::mem::replace(p, (*p).max(from)) < from);
@@ -159,15 +172,15 @@ impl ProjectionRunner {
                     }
                 };
                 let mut wakeups = Box::pin(self.store.subscribe(start).ready_chunks(BATCH as usize));
-                while let Some(batch) = wakeups.next().await {
-                    if batch.iter().any(|r| r.is_err()) {
-                        break;
-                    }
+                while let Some(mut batch) = wakeups.next().await {
                     // Under load, let events gather so that one transaction
-                    // projects many: the projections share the database's
-                    // write lock with the appends of the token path.
+                    // projects many.
                     tokio::time::sleep(COALESCE).await;
-                    if let Err(e) = self.catch_up(|_| {}).await {
+                    while let Some(Some(more)) = wakeups.next().now_or_never() {
+                        batch.extend(more);
+                    }
+                    let Ok(ready) = batch.into_iter().collect::<Result<Vec<_>, _>>() else { break };
+                    if let Err(e) = self.catch_up_with(ready, |_| {}).await {
                         tracing::warn!(error = %e, "projecting failed; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         break;
