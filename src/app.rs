@@ -6,12 +6,9 @@ use std::net::TcpListener;
 
 use actix_web::{App, HttpServer, web};
 
-use crate::actors::Registry;
 use crate::admin::Admin;
 use crate::config::ServeConfig;
 use crate::db::{Db, DbError};
-use crate::domain::consent::Consent;
-use crate::domain::grant::Grant;
 use crate::eventstore::{EventStore, StoreError};
 use crate::http::session::Sealer;
 use crate::issuance::Lifetimes;
@@ -31,8 +28,7 @@ pub struct AppState {
     pub sealer: Sealer,
     pub secure_cookies: bool,
     pub lifetimes: Lifetimes,
-    pub grants: Registry<Grant>,
-    pub consents: Registry<Consent>,
+    /// The aggregate actors (grants, consents, …) every command goes through.
     pub admin: Admin,
     pub runner: ProjectionRunner,
     pub master: MasterKey,
@@ -74,6 +70,20 @@ pub async fn open(database_url: &str) -> Result<(Db, EventStore), AppError> {
     Ok((db, store))
 }
 
+impl AppState {
+    /// The claims of a live access token of this issuer: a valid signature
+    /// from one of our keys (`typ: at+jwt`), not expired, issued here, its
+    /// grant not revoked. Everything is checked in memory.
+    pub fn access_token_claims(&self, token: &str) -> Option<serde_json::Value> {
+        let claims = self.live.keyring().verifier.verify(token, "at+jwt").ok()?;
+        let exp = claims.get("exp")?.as_i64()?;
+        let grant = claims.get("grant_id")?.as_str()?;
+        let fresh = exp > chrono::Utc::now().timestamp();
+        let ours = claims.get("iss").and_then(|v| v.as_str()) == Some(self.issuer.as_str());
+        (fresh && ours && !self.live.is_revoked(grant)).then_some(claims)
+    }
+}
+
 impl Application {
     pub async fn build(config: ServeConfig) -> Result<Application, AppError> {
         let listener = TcpListener::bind(&config.bind).map_err(|e| AppError::Bind { addr: config.bind.clone(), reason: e.to_string() })?;
@@ -109,8 +119,6 @@ impl Application {
             issuer,
             sealer: Sealer::new(master.derive("grantd browser state v1")),
             lifetimes: config.lifetimes,
-            grants: admin.grants.clone(),
-            consents: admin.consents.clone(),
             admin,
             runner,
             master,

@@ -154,13 +154,8 @@ pub(crate) fn authenticate(state: &AppState, authorization: Option<&str>) -> Res
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
         .ok_or_else(|| unauthenticated("a bearer access token issued by grantd is required"))?;
-    let claims = state.live.keyring().verifier.verify(token, "at+jwt").map_err(|_| unauthenticated("the access token is not valid"))?;
-    let exp = claims.get("exp").and_then(|v| v.as_i64()).unwrap_or(0);
-    let grant = claims.get("grant_id").and_then(|v| v.as_str()).unwrap_or("");
-    let iss_ok = claims.get("iss").and_then(|v| v.as_str()) == Some(state.issuer.as_str());
-    if exp <= Utc::now().timestamp() || !iss_ok || state.live.is_revoked(grant) {
-        return Err(unauthenticated("the access token expired or was revoked"));
-    }
+    let claims =
+        state.access_token_claims(token).ok_or_else(|| unauthenticated("the access token is not valid, expired or was revoked"))?;
     let scopes: Vec<&str> = claims.get("scope").and_then(|v| v.as_str()).unwrap_or("").split(' ').collect();
     let caller = Caller {
         client_id: claims.get("client_id").and_then(|v| v.as_str()).unwrap_or("").to_string(),

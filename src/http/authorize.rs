@@ -454,7 +454,7 @@ pub async fn consent(req: HttpRequest, body: web::Bytes, state: web::Data<AppSta
             let command =
                 ConsentCommand::Grant { user_id: user.id.clone(), client_id: client.client_id.clone(), scopes: request.scopes.clone() };
             let id = consent_id(&user.id, &client.client_id);
-            if let Err(e) = state.consents.execute(&id, command, context(&req, &user, &session)).await {
+            if let Err(e) = state.admin.consents.execute(&id, command, context(&req, &user, &session)).await {
                 let e = crate::http::responses::command_failed(e, |e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()));
                 return redirect_error(&state, &request.redirect_uri, request.response_mode, request.state.as_deref(), &e);
             }

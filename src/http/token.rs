@@ -132,7 +132,6 @@ fn grant_error(e: GrantError) -> OAuthError {
 /// The token response for the events a command recorded.
 fn token_response(
     state: &AppState,
-    client: &ClientEntry,
     grant_id: &str,
     events: &[GrantEvent],
     refresh_token: Option<&str>,
@@ -156,7 +155,6 @@ fn token_response(
     if let (true, Some(rt)) = (issued_refresh, refresh_token) {
         body["refresh_token"] = json!(rt);
     }
-    let _ = client;
     Ok((body, Some(access_token)))
 }
 
@@ -180,12 +178,12 @@ async fn authorization_code(state: &AppState, client: &ClientEntry, params: &Par
         now,
     };
     let grant_key = grant_id.to_string();
-    let done = state.grants.execute(&grant_key, command, context).await.map_err(|e| command_failed(e, grant_error))?;
+    let done = state.admin.grants.execute(&grant_key, command, context).await.map_err(|e| command_failed(e, grant_error))?;
     settled(state, &done.recorded).await;
     if done.events.iter().any(|e| matches!(e, GrantEvent::GrantRevoked(_))) {
         return Err(OAuthError::new(ErrorCode::InvalidGrant, "code already used: every token of its grant is revoked"));
     }
-    let (mut body, access_token) = token_response(state, client, &grant_key, &done.events, refresh_token.as_deref())?;
+    let (mut body, access_token) = token_response(state, &grant_key, &done.events, refresh_token.as_deref())?;
     let grant = done.state.state.as_ref().ok_or_else(|| OAuthError::new(ErrorCode::ServerError, "grant has no state"))?;
     if grant.scopes.iter().any(|s| s == "openid") {
         let user = grant.user_id.as_deref().and_then(|id| state.live.user(id));
@@ -231,12 +229,12 @@ async fn refresh_token(state: &AppState, client: &ClientEntry, params: &Params, 
         now,
     };
     let grant_key = grant_id.to_string();
-    let done = state.grants.execute(&grant_key, command, context).await.map_err(|e| command_failed(e, grant_error))?;
+    let done = state.admin.grants.execute(&grant_key, command, context).await.map_err(|e| command_failed(e, grant_error))?;
     settled(state, &done.recorded).await;
     if done.events.iter().any(|e| matches!(e, GrantEvent::GrantRevoked(_))) {
         return Err(OAuthError::new(ErrorCode::InvalidGrant, "refresh token already used: the whole grant is revoked"));
     }
-    Ok(token_response(state, client, &grant_key, &done.events, Some(&next))?.0)
+    Ok(token_response(state, &grant_key, &done.events, Some(&next))?.0)
 }
 
 async fn client_credentials(state: &AppState, client: &ClientEntry, params: &Params, context: CommandContext) -> Result<Value, OAuthError> {
@@ -256,7 +254,7 @@ async fn client_credentials(state: &AppState, client: &ClientEntry, params: &Par
         now: Utc::now(),
     };
     let done = execute_new::<Grant>(&state.store, &grant_id, &command, &context).await.map_err(|e| command_failed(e, grant_error))?;
-    Ok(token_response(state, client, &grant_id, &done.events, None)?.0)
+    Ok(token_response(state, &grant_id, &done.events, None)?.0)
 }
 
 async fn password(state: &AppState, client: &ClientEntry, params: &Params, context: CommandContext) -> Result<Value, OAuthError> {
@@ -293,5 +291,5 @@ async fn password(state: &AppState, client: &ClientEntry, params: &Params, conte
     if refresh_token.is_some() {
         settled(state, &done.recorded).await;
     }
-    Ok(token_response(state, client, &grant_key, &done.events, refresh_token.as_deref())?.0)
+    Ok(token_response(state, &grant_key, &done.events, refresh_token.as_deref())?.0)
 }

@@ -2,7 +2,6 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use serde_json::Value;
 
 use crate::app::AppState;
@@ -33,16 +32,9 @@ pub async fn userinfo(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
         _ => return bearer_error(StatusCode::BAD_REQUEST, "invalid_request", "use the Bearer authorization scheme"),
     };
-    let claims: Value = match state.live.keyring().verifier.verify(token, "at+jwt") {
-        Ok(c) => c,
-        Err(_) => return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid"),
+    let Some(claims) = state.access_token_claims(token) else {
+        return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid, expired or was revoked");
     };
-    let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
-    let grant = claims.get("grant_id").and_then(Value::as_str).unwrap_or("");
-    let issuer_ok = claims.get("iss").and_then(Value::as_str) == Some(state.issuer.as_str());
-    if exp <= Utc::now().timestamp() || !issuer_ok || state.live.is_revoked(grant) {
-        return bearer_error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token expired or was revoked");
-    }
     let scopes: Vec<String> = claims.get("scope").and_then(Value::as_str).unwrap_or("").split(' ').map(str::to_string).collect();
     if !scopes.iter().any(|s| s == "openid") {
         return bearer_error(StatusCode::FORBIDDEN, "insufficient_scope", "the openid scope is required");
