@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn credentials_name_their_grant_and_differ_every_time() {
-        let grant = Uuid::new_v4();
+        let grant = Uuid::now_v7();
         let a = grant_credential(grant);
         let b = grant_credential(grant);
         assert_ne!(a, b);

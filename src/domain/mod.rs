@@ -84,7 +84,7 @@ macro_rules! domain_events {
                 payload: &serde_json::Value,
             ) -> Result<Self, $crate::domain::EventDecodeError> {
                 match event_type {
-                    $(stringify!($variant) => serde_json::from_value(payload.clone())
+                    $(stringify!($variant) => <$variant as serde::Deserialize>::deserialize(payload)
                         .map(Self::$variant)
                         .map_err(|e| $crate::domain::EventDecodeError::BadPayload {
                             event_type: event_type.to_string(),

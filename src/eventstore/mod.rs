@@ -426,10 +426,14 @@ impl EventStore {
     /// committed (by this process or any other), with no gap and no
     /// duplicate. A subscriber that falls behind is caught up from the log.
     pub fn subscribe(&self, after: i64) -> impl Stream<Item = Result<Arc<RecordedEvent>, StoreError>> + Send + 'static {
+        // The receiver first: whatever is published from now on reaches it,
+        // so the log is read only up to what was published before.
+        let live = self.live.subscribe();
         let state = Subscription {
             backend: self.backend.clone(),
-            live: self.live.subscribe(),
+            live,
             published: self.published.clone(),
+            backlog_until: self.published_position(),
             last: after,
             buffer: VecDeque::new(),
         };
@@ -444,6 +448,10 @@ struct Subscription {
     backend: Arc<dyn Backend>,
     live: broadcast::Receiver<Arc<RecordedEvent>>,
     published: watch::Receiver<i64>,
+    /// Events up to here may be missing from `live` (published before it
+    /// existed, or dropped when this subscriber lagged): read them from the
+    /// log. Everything after arrives through `live`.
+    backlog_until: i64,
     last: i64,
     buffer: VecDeque<Arc<RecordedEvent>>,
 }
@@ -458,8 +466,8 @@ impl Subscription {
                 self.last = e.position;
                 return Some(Ok(e));
             }
-            // Catch up from the log while it holds more than we have seen.
-            if *self.published.borrow() > self.last {
+            // Catch up from the log on what `live` may not hold.
+            if self.backlog_until > self.last {
                 match self.backend.read_all(self.last, PAGE).await {
                     Ok(rows) if !rows.is_empty() => {
                         for raw in rows {
@@ -470,7 +478,7 @@ impl Subscription {
                         }
                         continue;
                     }
-                    Ok(_) => {}
+                    Ok(_) => self.backlog_until = self.last,
                     Err(err) => return Some(Err(err)),
                 }
             }
@@ -495,7 +503,10 @@ impl Subscription {
                     }
                     self.buffer.push_back(e);
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.backlog_until = *self.published.borrow();
+                    continue;
+                }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }

@@ -1,99 +1,154 @@
-//! SQLite backend: one dedicated writer connection, `BEGIN IMMEDIATE`
-//! transactions (so that a second process on the same file waits instead of
-//! failing), WAL with `synchronous=FULL`.
+//! SQLite backend: appends are committed by one dedicated writer thread
+//! with its own synchronous connection, `BEGIN IMMEDIATE` transactions (so
+//! that a second process on the same file waits instead of failing), WAL
+//! with `synchronous=FULL`. Reads go through the sqlx pool.
+//!
+//! The writer is a plain thread rather than a sqlx connection because sqlx
+//! hands every statement to a worker thread and back: five hand-offs per
+//! commit, each waiting for a core on a busy machine, made a 0.3 ms fsync
+//! into a 2 ms commit that every caller of the batch waited for.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool, SqliteRow};
-use sqlx::{Connection, QueryBuilder, Row, Sqlite};
-use tokio::sync::{Mutex, mpsc};
+use rusqlite::OptionalExtension;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
+use tokio::sync::{mpsc, oneshot};
 
 use super::hash::{GENESIS, Hash};
 use super::{AppendResult, Backend, RawEvent, StoreError, StreamWrite, batch_time, prepare_batch, recorded_from_prepared};
 
 pub struct SqliteBackend {
     pool: SqlitePool,
-    writer: Mutex<SqliteConnection>,
+    writer: std_mpsc::SyncSender<CommitJob>,
 }
 
-/// SQLite allows 32766 bound values per statement; 10 per row.
-const ROWS_PER_INSERT: usize = 1000;
+type CommitReply = oneshot::Sender<Result<Vec<AppendResult>, StoreError>>;
+
+struct CommitJob {
+    batch: Vec<Vec<StreamWrite>>,
+    reply: CommitReply,
+}
 
 const SELECT: &str =
     "SELECT position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash FROM events";
 
 impl SqliteBackend {
     pub async fn open(pool: SqlitePool, options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let writer = SqliteConnection::connect_with(&options).await.map_err(StoreError::db)?;
-        Ok(SqliteBackend { pool, writer: Mutex::new(writer) })
-    }
-
-    async fn commit_in(conn: &mut SqliteConnection, batch: &[Vec<StreamWrite>]) -> Result<Vec<AppendResult>, StoreError> {
-        let head: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await
+        let path = options.get_filename().to_path_buf();
+        let (writer, jobs) = std_mpsc::sync_channel::<CommitJob>(16);
+        let (opened, is_open) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("grantd-sqlite-writer".into())
+            .spawn(move || match open_writer(&path) {
+                Ok(conn) => {
+                    let _ = opened.send(Ok(()));
+                    // Ends when the backend (the only sender) is dropped.
+                    while let Ok(job) = jobs.recv() {
+                        let _ = job.reply.send(commit(&conn, &job.batch));
+                    }
+                }
+                Err(e) => {
+                    let _ = opened.send(Err(e));
+                }
+            })
             .map_err(StoreError::db)?;
-        let head = match head {
-            Some((p, h)) => (p, to_hash(p, &h)?),
-            None => (0, GENESIS),
-        };
-        let streams: Vec<&str> = batch.iter().flatten().map(|w| w.stream_id.as_str()).collect();
-        let streams = serde_json::to_string(&streams).map_err(StoreError::db)?;
-        let versions: HashMap<String, i64> = sqlx::query_as(
-            "SELECT stream_id, MAX(stream_version) FROM events WHERE stream_id IN (SELECT value FROM json_each(?1)) GROUP BY stream_id",
-        )
-        .bind(streams)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(StoreError::db)?
-        .into_iter()
-        .collect();
-        let recorded_at = batch_time();
-        let (rows, outcomes) = prepare_batch(batch, head, &versions, recorded_at);
-        let stamp = format_time(recorded_at);
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO events (position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash) ",
-            );
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.position)
-                    .push_bind(r.stream_id.as_str())
-                    .push_bind(r.stream_version)
-                    .push_bind(r.event_type.as_str())
-                    .push_bind(r.schema_version)
-                    .push_bind(r.payload.as_str())
-                    .push_bind(r.metadata.as_str())
-                    .push_bind(stamp.as_str())
-                    .push_bind(&r.prev_hash[..])
-                    .push_bind(&r.hash[..]);
-            });
-            q.build().execute(&mut *conn).await.map_err(StoreError::db)?;
-        }
-        let recorded = recorded_from_prepared(&rows, recorded_at);
-        Ok(outcomes.into_iter().map(|o| o.map(|range| recorded[range].to_vec())).collect())
+        is_open.await.map_err(|_| StoreError::Unavailable("the SQLite writer thread stopped".into()))??;
+        Ok(SqliteBackend { pool, writer })
     }
+}
+
+fn open_writer(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let conn = rusqlite::Connection::open(path).map_err(StoreError::db)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(StoreError::db)?;
+    // FULL: an acknowledged commit survives a power cut, also in WAL mode.
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(StoreError::db)?;
+    conn.set_prepared_statement_cache_capacity(16);
+    Ok(conn)
+}
+
+/// One batch in one transaction; a failed statement rolls all of it back.
+fn commit(conn: &rusqlite::Connection, batch: &[Vec<StreamWrite>]) -> Result<Vec<AppendResult>, StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::db)?;
+    let result = commit_in(conn, batch).and_then(|results| conn.execute_batch("COMMIT").map(|()| results).map_err(StoreError::db));
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+fn commit_in(conn: &rusqlite::Connection, batch: &[Vec<StreamWrite>]) -> Result<Vec<AppendResult>, StoreError> {
+    let head: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+        .and_then(|mut q| q.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(StoreError::db)?;
+    let head = match head {
+        Some((p, h)) => (p, to_hash(p, &h)?),
+        None => (0, GENESIS),
+    };
+    let mut versions: HashMap<String, i64> = HashMap::new();
+    {
+        let mut version_of = conn.prepare_cached("SELECT MAX(stream_version) FROM events WHERE stream_id = ?1").map_err(StoreError::db)?;
+        for write in batch.iter().flatten() {
+            if versions.contains_key(&write.stream_id) {
+                continue;
+            }
+            let version: Option<i64> = version_of.query_row([&write.stream_id], |r| r.get(0)).map_err(StoreError::db)?;
+            if let Some(version) = version {
+                versions.insert(write.stream_id.clone(), version);
+            }
+        }
+    }
+    let recorded_at = batch_time();
+    let (rows, outcomes) = prepare_batch(batch, head, &versions, recorded_at);
+    let stamp = format_time(recorded_at);
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO events (position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(StoreError::db)?;
+    for r in &rows {
+        insert
+            .execute(rusqlite::params![
+                r.position,
+                r.stream_id,
+                r.stream_version,
+                r.event_type,
+                r.schema_version,
+                r.payload,
+                r.metadata,
+                stamp,
+                &r.prev_hash[..],
+                &r.hash[..],
+            ])
+            .map_err(StoreError::db)?;
+    }
+    let recorded = recorded_from_prepared(&rows, recorded_at);
+    Ok(outcomes.into_iter().map(|o| o.map(|range| recorded[range].to_vec())).collect())
 }
 
 #[async_trait]
 impl Backend for SqliteBackend {
     async fn commit(&self, batch: Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError> {
-        let mut conn = self.writer.lock().await;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(StoreError::db)?;
-        match Self::commit_in(&mut conn, &batch).await {
-            Ok(results) => {
-                if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    return Err(StoreError::db(e));
-                }
-                Ok(results)
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Unavailable("the SQLite writer thread stopped".into());
+        // The queue is short and the writer drains it quickly; sending blocks
+        // only when it is full, so do that off the async threads.
+        match self.writer.try_send(CommitJob { batch, reply }) {
+            Ok(()) => {}
+            Err(std_mpsc::TrySendError::Full(job)) => {
+                let writer = self.writer.clone();
+                tokio::task::spawn_blocking(move || writer.send(job)).await.map_err(|_| stopped())?.map_err(|_| stopped())?;
             }
-            Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e)
-            }
+            Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
         }
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError> {

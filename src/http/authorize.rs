@@ -277,7 +277,7 @@ async fn issue(
     request: &AuthorizationRequest,
 ) -> HttpResponse {
     let now = Utc::now();
-    let grant_id = Uuid::new_v4();
+    let grant_id = Uuid::now_v7();
     let auth_time = Utc.timestamp_opt(session.auth_time, 0).single().unwrap_or(now);
     let fail = |e: OAuthError| redirect_error(state, &request.redirect_uri, request.response_mode, request.state.as_deref(), &e);
     let context = context(req, user, session);
@@ -314,7 +314,7 @@ async fn issue(
                     subject: user.id.clone(),
                     user_id: Some(user.id.clone()),
                     scopes: request.scopes.clone(),
-                    access: NewAccessToken { jti: Uuid::new_v4().to_string(), expires_at: now + state.lifetimes.access },
+                    access: NewAccessToken { jti: Uuid::now_v7().to_string(), expires_at: now + state.lifetimes.access },
                     refresh: None,
                     now,
                 };

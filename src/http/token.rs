@@ -115,8 +115,12 @@ fn check_allowed(scopes: &[String], client: &ClientEntry, admin_client: bool) ->
     Ok(())
 }
 
+/// Token and grant ids are UUIDv7 (time-ordered): every one of them keys
+/// rows in the log's and the read models' indexes, and ids that grow with
+/// time make each commit append to a few index pages instead of dirtying
+/// one random page per id (which multiplied the bytes written per token).
 fn new_access(state: &AppState) -> NewAccessToken {
-    NewAccessToken { jti: Uuid::new_v4().to_string(), expires_at: Utc::now() + state.lifetimes.access }
+    NewAccessToken { jti: Uuid::now_v7().to_string(), expires_at: Utc::now() + state.lifetimes.access }
 }
 
 fn grant_error(e: GrantError) -> OAuthError {
@@ -242,7 +246,7 @@ async fn client_credentials(state: &AppState, client: &ClientEntry, params: &Par
     let default: Vec<String> = client.scopes.iter().filter(|s| admin || !RESERVED_SCOPES.contains(&s.as_str())).cloned().collect();
     let scopes = requested_scopes(params, &default)?;
     check_allowed(&scopes, client, admin)?;
-    let grant_id = Uuid::new_v4().to_string();
+    let grant_id = Uuid::now_v7().to_string();
     let command = GrantCommand::IssueAccessToken {
         grant_type: GrantType::ClientCredentials,
         client_id: client.client_id.clone(),
@@ -270,7 +274,7 @@ async fn password(state: &AppState, client: &ClientEntry, params: &Params, conte
     let user = crate::http::authorize::verify_password(state, username, password)
         .await
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidGrant, "wrong username or password"))?;
-    let grant_id = Uuid::new_v4();
+    let grant_id = Uuid::now_v7();
     let refresh_token = client.allows(GrantType::RefreshToken).then(|| grant_credential(grant_id));
     let now = Utc::now();
     let command = GrantCommand::IssueAccessToken {

@@ -296,28 +296,44 @@ impl Projection for AuditTrailProjection {
             _ => (None, None, None, None),
         };
         let ctx = &event.metadata.context;
-        let sql = "INSERT INTO audit_trail (position, stream_id, aggregate, event_type, actor_kind, actor_id, user_id, client_id, grant_id, request_id, source_address, recorded_at)
+        // Most events name both parties (a token's payload says its user,
+        // even when that is nobody): then the row is a plain insert, which
+        // the runner merges with its neighbours. Only the others look their
+        // grant's or client's row up.
+        let names_parties = |keys: &[&str]| keys.iter().all(|k| event.payload.get(*k).is_some());
+        let needs_lookup = match aggregate.as_str() {
+            "grant" => !names_parties(&["user_id", "client_id"]),
+            "client" => client_id.is_none(),
+            _ => false,
+        };
+        let sql = if needs_lookup {
+            "INSERT INTO audit_trail (position, stream_id, aggregate, event_type, actor_kind, actor_id, user_id, client_id, grant_id, request_id, source_address, recorded_at)
              VALUES ($1, $2, $3, $4, $5, $6,
                COALESCE($7, (SELECT user_id FROM grants WHERE grant_id = $9)),
                COALESCE($8, (SELECT client_id FROM grants WHERE grant_id = $9), (SELECT client_id FROM clients WHERE id = $13)),
-               $9, $10, $11, $12)";
-        Ok(vec![Stmt::new(
-            sql,
-            vec![
-                Arg::Int(event.position),
-                text(&event.stream_id),
-                Arg::Text(aggregate),
-                text(&event.event_type),
-                text(ctx.actor.kind.as_str()),
-                text(&ctx.actor.id),
-                Arg::OptText(user_id),
-                Arg::OptText(client_id),
-                Arg::OptText(grant_id),
-                Arg::OptText(ctx.request_id.clone()),
-                Arg::OptText(ctx.source_address.clone()),
-                Arg::Text(time_text(event.recorded_at)),
-                Arg::OptText(client_aggregate),
-            ],
-        )])
+               $9, $10, $11, $12)"
+        } else {
+            "INSERT INTO audit_trail (position, stream_id, aggregate, event_type, actor_kind, actor_id, user_id, client_id, grant_id, request_id, source_address, recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        };
+        let mut args = vec![
+            Arg::Int(event.position),
+            text(&event.stream_id),
+            Arg::Text(aggregate),
+            text(&event.event_type),
+            text(ctx.actor.kind.as_str()),
+            text(&ctx.actor.id),
+            Arg::OptText(user_id),
+            Arg::OptText(client_id),
+            Arg::OptText(grant_id),
+            Arg::OptText(ctx.request_id.clone()),
+            Arg::OptText(ctx.source_address.clone()),
+            Arg::Text(time_text(event.recorded_at)),
+            Arg::OptText(client_aggregate),
+        ];
+        if !needs_lookup {
+            args.pop(); // $13 only feeds the lookup
+        }
+        Ok(vec![Stmt::new(sql, args)])
     }
 }

@@ -119,8 +119,11 @@ impl ProjectionRunner {
 
     /// [`Self::catch_up`], taking the events the subscription delivered
     /// (`ready`) instead of reading them back when they continue the
-    /// checkpoints; anything else comes from the log.
+    /// checkpoints; anything else comes from the log. Given events, it stops
+    /// once they are projected: what was committed after them arrives by the
+    /// same subscription, and reading it back here would parse it twice.
     async fn catch_up_with(&self, mut ready: Vec<Arc<RecordedEvent>>, mut progress: impl FnMut(i64)) -> Result<i64, StoreError> {
+        let live = !ready.is_empty();
         loop {
             let mut tx = Tx::begin(&self.db).await?;
             let checkpoints = tx.checkpoints().await?;
@@ -155,6 +158,9 @@ impl ProjectionRunner {
             let reached = self.projections.iter().map(|p| of(p.as_ref()).max(last)).min().unwrap_or(last);
             self.reached.send_if_modified(|p| std::mem::replace(p, (*p).max(reached)) < reached);
             progress(last);
+            if live && ready.is_empty() {
+                return Ok(reached);
+            }
         }
     }
 
@@ -235,6 +241,9 @@ impl ProjectionRunner {
 
 /// Most bound values in one statement (SQLite allows 32766, PostgreSQL 65535).
 const MAX_BOUND: usize = 30_000;
+/// Most rows in one multi-row INSERT: with power-of-two chunks that is at
+/// most nine shapes per INSERT, all of which fit the statement cache.
+const MAX_ROWS: usize = 256;
 
 /// A plain `INSERT … VALUES (row)`: its prefix up to `VALUES`, the row
 /// template, and how many parameters one row binds.
@@ -261,21 +270,44 @@ fn insert_template(sql: &str) -> Option<(&str, &str, usize)> {
     Some((prefix, row, max))
 }
 
-/// `row` with every `$N` shifted by `offset`.
-fn renumber(row: &str, offset: usize, out: &mut String) {
+/// How a multi-row INSERT writes its placeholders.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Placeholders {
+    /// `$N` shifted by the row's offset (PostgreSQL).
+    Numbered,
+    /// Anonymous `?`, one bound value per occurrence (SQLite): SQLite looks
+    /// a numbered parameter's name up in a linear list, so binding n of
+    /// them costs O(n²) — it was a third of the server's CPU under load.
+    Anonymous,
+}
+
+/// Appends `row` to `out` with its placeholders written as `style` asks,
+/// `$N` standing for the row's `offset + N`-th value, and returns the
+/// 1-based parameter numbers in the order of their occurrence.
+fn renumber(row: &str, offset: usize, style: Placeholders, out: &mut String) -> Vec<usize> {
+    let mut order = Vec::new();
     let mut chars = row.chars().peekable();
     while let Some(c) = chars.next() {
-        out.push(c);
-        if c == '$' {
-            let mut digits = String::new();
-            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-                digits.push(*d);
-                chars.next();
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        let n: usize = digits.parse().unwrap_or(0);
+        order.push(n);
+        match style {
+            Placeholders::Numbered => {
+                out.push('$');
+                out.push_str(&(n + offset).to_string());
             }
-            let n: usize = digits.parse().unwrap_or(0);
-            out.push_str(&(n + offset).to_string());
+            Placeholders::Anonymous => out.push('?'),
         }
     }
+    order
 }
 
 /// Runs a projection's statements in order, merging the rows of identical
@@ -299,16 +331,33 @@ async fn exec_batched(tx: &mut Tx, stmts: Vec<Stmt>) -> Result<(), StoreError> {
 }
 
 async fn flush(tx: &mut Tx, pending: &mut Vec<(&'static str, Vec<Vec<Arg>>)>) -> Result<(), StoreError> {
+    let style = match tx {
+        Tx::Sqlite(_) => Placeholders::Anonymous,
+        Tx::Postgres(_) => Placeholders::Numbered,
+    };
     for (sql, rows) in pending.drain(..) {
         let Some((prefix, row, per_row)) = insert_template(sql) else { continue };
-        for chunk in rows.chunks((MAX_BOUND / per_row.max(1)).max(1)) {
+        let order = renumber(row, 0, style, &mut String::new());
+        let bound_per_row = if style == Placeholders::Anonymous { order.len() } else { per_row };
+        for chunk in crate::db::power_of_two_chunks(&rows, MAX_ROWS.min(MAX_BOUND / bound_per_row.max(1))) {
             let mut text = String::with_capacity(prefix.len() + chunk.len() * (row.len() + 8));
             text.push_str(prefix);
-            for i in 0..chunk.len() {
+            let mut args: Vec<Arg> = Vec::with_capacity(chunk.len() * bound_per_row);
+            for (i, values) in chunk.iter().enumerate() {
                 text.push_str(if i == 0 { " " } else { ", " });
-                renumber(row, i * per_row, &mut text);
+                renumber(row, i * per_row, style, &mut text);
+                match style {
+                    Placeholders::Numbered => args.extend(values.iter().cloned()),
+                    Placeholders::Anonymous => {
+                        for n in &order {
+                            let value = values.get(n.wrapping_sub(1)).ok_or_else(|| {
+                                StoreError::Unavailable(format!("projection statement binds ${n} but has {} values", values.len()))
+                            })?;
+                            args.push(value.clone());
+                        }
+                    }
+                }
             }
-            let args: Vec<Arg> = chunk.iter().flatten().cloned().collect();
             tx.exec_sql(text, &args).await?;
         }
     }
@@ -361,8 +410,11 @@ mod tests {
         let (prefix, row, n) = insert_template(sql).expect("a plain insert");
         assert_eq!((prefix, n), ("INSERT INTO t (a, b, c) VALUES", 3));
         let mut out = String::new();
-        renumber(row, 3, &mut out);
+        assert_eq!(renumber(row, 3, Placeholders::Numbered, &mut out), [1, 2, 3, 2]);
         assert_eq!(out, "($4, $5, COALESCE($6, (SELECT x FROM u WHERE y = $5)))");
+        let mut out = String::new();
+        assert_eq!(renumber(row, 3, Placeholders::Anonymous, &mut out), [1, 2, 3, 2]);
+        assert_eq!(out, "(?, ?, COALESCE(?, (SELECT x FROM u WHERE y = ?)))");
         assert!(insert_template("INSERT INTO t (a) VALUES ($1) ON CONFLICT (a) DO NOTHING").is_none());
         assert!(insert_template("UPDATE t SET a = $1").is_none());
     }
