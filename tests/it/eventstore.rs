@@ -331,3 +331,25 @@ async fn two_stores_on_one_log_continue_the_same_chain() {
         assert!(matches!(verify_chain(&a, |_| {}).await.unwrap(), ChainReport::Intact { events: 10, .. }), "{}", tdb.backend);
     }
 }
+
+/// A store decides from what it last knew (on PostgreSQL it guesses the head
+/// and the stream versions from its own commits): when another node has
+/// moved on, the expectations are still judged against the actual log.
+#[actix_web::test]
+async fn expectations_are_judged_against_appends_of_another_store() {
+    for tdb in backends().await {
+        let (_d1, a) = tdb.store().await;
+        let (_d2, b) = tdb.store().await;
+        a.append_to("shared", ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+        // b never wrote "shared" and has a stale head: both are corrected.
+        let lost = b.append_to("shared", ExpectedVersion::NoStream, vec![event(2)]).await;
+        assert!(matches!(lost, Err(StoreError::Conflict { actual: 1, .. })), "{}: {lost:?}", tdb.backend);
+        let stale = a.append_to("shared", ExpectedVersion::Exact(2), vec![event(3)]).await;
+        assert!(matches!(stale, Err(StoreError::Conflict { actual: 1, .. })), "{}: {stale:?}", tdb.backend);
+        b.append_to("shared", ExpectedVersion::Exact(1), vec![event(4)]).await.unwrap();
+        // a's remembered head is now behind b's append.
+        let recorded = a.append_to("shared", ExpectedVersion::Exact(2), vec![event(5)]).await.unwrap();
+        assert_eq!((recorded[0].position, recorded[0].stream_version), (3, 3), "{}", tdb.backend);
+        assert!(matches!(verify_chain(&b, |_| {}).await.unwrap(), ChainReport::Intact { events: 3, .. }), "{}", tdb.backend);
+    }
+}
