@@ -6,7 +6,21 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+unsafe extern "C" {
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+/// `mi_option_purge_delay` in mimalloc.h (the same in its v2 and v3).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
 fn main() -> ExitCode {
+    // Return freed memory to the system at once rather than after a delay
+    // that only runs out on the freeing thread's next allocation: an idle
+    // server otherwise keeps the peak of its last burst (174 MiB instead of
+    // 119 MiB after the refresh benchmark).
+    // SAFETY: sets a plain option before any other thread exists.
+    unsafe {
+        mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GRANTD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
