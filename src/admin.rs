@@ -106,7 +106,9 @@ pub struct RegisteredClient {
     pub client: Client,
 }
 
-const IDLE: Duration = Duration::from_secs(60);
+/// How long an aggregate's actor outlives its last command. Most grants
+/// see one command per token lifetime: a long stay only holds memory.
+const IDLE: Duration = Duration::from_secs(10);
 
 impl Admin {
     pub fn new(store: EventStore) -> Self {

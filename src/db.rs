@@ -42,7 +42,7 @@ impl Db {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(4)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options.clone())
                 .await
@@ -52,7 +52,7 @@ impl Db {
             // Derived data: rebuilt from the log after a crash, so NORMAL sync suffices.
             let read_options = options.clone().filename(read_models_file).synchronous(SqliteSynchronous::Normal);
             let read_models = SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(4)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(read_options)
                 .await

@@ -364,7 +364,9 @@ impl EventStore {
     async fn with_backend(backend: Arc<dyn Backend>, poll: Duration) -> Result<EventStore, StoreError> {
         let head = backend.head().await?;
         let (append_tx, append_rx) = mpsc::channel(8192);
-        let (live, _) = broadcast::channel(16_384);
+        // Recent events for live subscribers (each ~1 KB in memory); one
+        // that lags further catches up from the log.
+        let (live, _) = broadcast::channel(4_096);
         let (published_tx, published) = watch::channel(head);
         let (local_tx, local_rx) = mpsc::unbounded_channel();
         tokio::spawn(writer(backend.clone(), append_rx, local_tx));
