@@ -124,25 +124,6 @@ pub(crate) fn one_line(e: &dyn std::fmt::Display) -> String {
     e.to_string().lines().map(str::trim).collect::<Vec<_>>().join(" ")
 }
 
-/// Splits `rows` into chunks whose lengths are powers of two (at most
-/// `max`), largest first. A multi-row statement then has one of a few
-/// shapes, each prepared once and kept in the connection's statement cache,
-/// instead of a new text to parse for every batch size.
-pub fn power_of_two_chunks<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
-    let cap = if max <= 1 { 1 } else { 1 << (usize::BITS - 1 - max.leading_zeros()) };
-    let mut rest = rows;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let len = rest.len().min(cap);
-        let size = 1 << (usize::BITS - 1 - len.leading_zeros());
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        Some(chunk)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,16 +132,5 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact_url("sqlite://grantd.db"), "sqlite://grantd.db");
-    }
-
-    #[test]
-    fn chunks_are_powers_of_two_up_to_the_cap() {
-        let rows: Vec<u32> = (0..300).collect();
-        let sizes: Vec<usize> = power_of_two_chunks(&rows, 100).map(<[u32]>::len).collect();
-        assert_eq!(sizes, [64, 64, 64, 64, 32, 8, 4]);
-        let joined: Vec<u32> = power_of_two_chunks(&rows, 100).flatten().copied().collect();
-        assert_eq!(joined, rows);
-        assert_eq!(power_of_two_chunks(&rows[..3], 0).count(), 3);
-        assert_eq!(power_of_two_chunks::<u32>(&[], 8).count(), 0);
     }
 }

@@ -281,9 +281,19 @@ pub fn batch_time() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// What each append of a committed batch gets back: its events as recorded.
+pub fn append_results(
+    rows: &[PreparedRow],
+    outcomes: Vec<Result<std::ops::Range<usize>, StoreError>>,
+    recorded_at: DateTime<Utc>,
+) -> Vec<AppendResult> {
+    let recorded = recorded_from_prepared(rows, recorded_at);
+    outcomes.into_iter().map(|o| o.map(|range| recorded[range].to_vec())).collect()
+}
+
 /// Turns prepared rows back into recorded events for the callers, upcast
 /// as a reader of the log would see them.
-pub fn recorded_from_prepared(rows: &[PreparedRow], recorded_at: DateTime<Utc>) -> Vec<RecordedEvent> {
+fn recorded_from_prepared(rows: &[PreparedRow], recorded_at: DateTime<Utc>) -> Vec<RecordedEvent> {
     rows.iter()
         .map(|r| {
             let (schema_version, payload) = crate::domain::upcast::upcast(&r.event_type, r.schema_version, r.payload_value.clone())

@@ -19,12 +19,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 use sqlx::postgres::{PgListener, PgPool, PgRow};
-use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::mpsc;
 
 use super::hash::{GENESIS, Hash};
-use super::{AppendResult, Backend, ExpectedVersion, RawEvent, StoreError, StreamWrite, batch_time, prepare_batch, recorded_from_prepared};
+use super::{
+    AppendResult, Backend, ExpectedVersion, PreparedRow, RawEvent, StoreError, StreamWrite, append_results, batch_time, prepare_batch,
+};
 
 /// Arbitrary constant naming grantd's append lock ("grantd" in ASCII).
 const APPEND_LOCK: i64 = 0x6772_616e_7464;
@@ -43,7 +45,10 @@ pub struct PostgresBackend {
     known_head: std::sync::Mutex<Option<(i64, Hash)>>,
 }
 
+/// Rows of `grantd_lock_and_read_heads` and `grantd_append_if_current`.
 type Verdict = Vec<(Option<String>, i64, Option<Vec<u8>>)>;
+/// The head of the log and the version of each stream of a batch.
+type LogState = ((i64, Hash), HashMap<String, i64>);
 
 impl PostgresBackend {
     pub fn new(pool: PgPool) -> Self {
@@ -56,120 +61,81 @@ impl PostgresBackend {
         }
     }
 
-    /// Appends with the guessed head and versions; `Ok(None)` when they held
-    /// and the rows are committed, else the actual head and versions.
-    async fn append_if_current(
-        &self,
-        head: i64,
-        versions: &HashMap<String, i64>,
-        rows: &[super::PreparedRow],
-        recorded_at: DateTime<Utc>,
-    ) -> Result<Option<((i64, Hash), HashMap<String, i64>)>, StoreError> {
-        let (streams, expected): (Vec<&str>, Vec<i64>) = versions.iter().map(|(s, v)| (s.as_str(), *v)).unzip();
-        let verdict: Verdict =
-            sqlx::query_as("SELECT * FROM grantd_append_if_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
-                .bind(APPEND_LOCK)
-                .bind(head)
-                .bind(streams)
-                .bind(expected)
-                .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.stream_id.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.stream_version).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.schema_version).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
-                .bind(recorded_at)
-                .bind(rows.iter().map(|r| &r.prev_hash[..]).collect::<Vec<_>>())
-                .bind(rows.iter().map(|r| &r.hash[..]).collect::<Vec<_>>())
-                .bind(CHANNEL)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(StoreError::db)?;
-        if verdict.is_empty() {
-            return Ok(None);
-        }
-        let mut actual_head = (0, GENESIS);
-        let mut actual = HashMap::new();
-        for (stream, version, hash) in verdict {
-            match stream {
-                None => actual_head = (version, hash.map_or(Ok(GENESIS), |h| to_hash(version, &h))?),
-                Some(stream) => {
-                    actual.insert(stream, version);
-                }
-            }
-        }
-        Ok(Some((actual_head, actual)))
-    }
-
     /// The batch in a transaction that reads the head and the versions under
     /// the lock first: it cannot miss, at four round trips.
     async fn commit_locked(&self, batch: &[Vec<StreamWrite>]) -> Result<Vec<AppendResult>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::db)?;
-        let (results, head) = Self::commit_in(&mut tx, batch).await?;
-        tx.commit().await.map_err(StoreError::db)?;
-        self.remember_head(Some(head));
-        Ok(results)
-    }
-
-    async fn commit_in(
-        tx: &mut Transaction<'_, Postgres>,
-        batch: &[Vec<StreamWrite>],
-    ) -> Result<(Vec<AppendResult>, (i64, Hash)), StoreError> {
-        let mut streams: Vec<String> = batch.iter().flatten().map(|w| w.stream_id.clone()).collect();
-        streams.sort();
+        let mut streams: Vec<&str> = batch.iter().flatten().map(|w| w.stream_id.as_str()).collect();
+        streams.sort_unstable();
         streams.dedup();
-        let heads: Vec<(Option<String>, i64, Option<Vec<u8>>)> = sqlx::query_as("SELECT * FROM grantd_lock_and_read_heads($1, $2)")
+        let mut tx = self.pool.begin().await.map_err(StoreError::db)?;
+        let heads: Verdict = sqlx::query_as("SELECT * FROM grantd_lock_and_read_heads($1, $2)")
             .bind(APPEND_LOCK)
             .bind(&streams)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *tx)
             .await
             .map_err(StoreError::db)?;
-        let mut head = (0, GENESIS);
-        let mut versions = HashMap::new();
-        for (stream, version, hash) in heads {
-            match (stream, hash) {
-                (None, Some(hash)) => head = (version, to_hash(version, &hash)?),
-                (Some(stream), _) => {
-                    versions.insert(stream, version);
-                }
-                (None, None) => {}
-            }
-        }
+        let (head, versions) = head_and_versions(heads)?;
         let recorded_at = batch_time();
         let (rows, outcomes) = prepare_batch(batch, head, &versions, recorded_at);
-        if let Some(last) = rows.last() {
-            // The NOTIFY rides on the insert and is delivered at commit: it
-            // wakes the followers of the other nodes.
-            sqlx::query(
-                "WITH inserted AS (
-                   INSERT INTO events (position, stream_id, stream_version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash)
-                   SELECT p, s, v, t, sv, pl::jsonb, md::jsonb, $8, ph, h
-                   FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], $5::int4[], $6::text[], $7::text[], $9::bytea[], $10::bytea[])
-                     AS u(p, s, v, t, sv, pl, md, ph, h)
-                   RETURNING 1)
-                 SELECT pg_notify($11, $12) FROM (SELECT COUNT(*) FROM inserted) AS done",
-            )
+        // Under the lock already taken the check cannot fail.
+        if append_if_current(&mut *tx, head.0, &versions, &rows, recorded_at).await?.is_some() {
+            return Err(StoreError::Unavailable("the log moved under the append lock".into()));
+        }
+        tx.commit().await.map_err(StoreError::db)?;
+        self.remember_head(Some(rows.last().map_or(head, |r| (r.position, r.hash))));
+        Ok(append_results(&rows, outcomes, recorded_at))
+    }
+}
+
+/// Appends with the guessed head and versions; `Ok(None)` when they held
+/// and the rows are in (committed with the statement outside a transaction
+/// block), else the actual head and versions.
+async fn append_if_current<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    head: i64,
+    versions: &HashMap<String, i64>,
+    rows: &[PreparedRow],
+    recorded_at: DateTime<Utc>,
+) -> Result<Option<LogState>, StoreError> {
+    let (streams, expected): (Vec<&str>, Vec<i64>) = versions.iter().map(|(s, v)| (s.as_str(), *v)).unzip();
+    let verdict: Verdict =
+        sqlx::query_as("SELECT * FROM grantd_append_if_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
+            .bind(APPEND_LOCK)
+            .bind(head)
+            .bind(streams)
+            .bind(expected)
             .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.stream_id.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.stream_id.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.stream_version).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.event_type.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.schema_version).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.metadata.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
             .bind(recorded_at)
-            .bind(rows.iter().map(|r| r.prev_hash.to_vec()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| &r.prev_hash[..]).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| &r.hash[..]).collect::<Vec<_>>())
             .bind(CHANNEL)
-            .bind(last.position.to_string())
-            .execute(&mut **tx)
+            .fetch_all(executor)
             .await
             .map_err(StoreError::db)?;
+    if verdict.is_empty() { Ok(None) } else { head_and_versions(verdict).map(Some) }
+}
+
+/// Reads the rows both append functions return: the head (stream NULL; no
+/// row or no hash for an empty log) and the version of each stream.
+fn head_and_versions(rows: Verdict) -> Result<LogState, StoreError> {
+    let mut head = (0, GENESIS);
+    let mut versions = HashMap::new();
+    for (stream, version, hash) in rows {
+        match (stream, hash) {
+            (Some(stream), _) => {
+                versions.insert(stream, version);
+            }
+            (None, Some(hash)) => head = (version, to_hash(version, &hash)?),
+            (None, None) => {}
         }
-        let new_head = rows.last().map_or(head, |r| (r.position, r.hash));
-        let recorded = recorded_from_prepared(&rows, recorded_at);
-        Ok((outcomes.into_iter().map(|o| o.map(|range| recorded[range].to_vec())).collect(), new_head))
     }
+    Ok((head, versions))
 }
 
 #[async_trait]
@@ -190,11 +156,10 @@ impl Backend for PostgresBackend {
         for _ in 0..GUESSES {
             let recorded_at = batch_time();
             let (rows, outcomes) = prepare_batch(&batch, head, &versions, recorded_at);
-            match self.append_if_current(head.0, &versions, &rows, recorded_at).await? {
+            match append_if_current(&self.pool, head.0, &versions, &rows, recorded_at).await? {
                 None => {
                     self.remember_head(Some(rows.last().map_or(head, |r| (r.position, r.hash))));
-                    let recorded = recorded_from_prepared(&rows, recorded_at);
-                    return Ok(outcomes.into_iter().map(|o| o.map(|range| recorded[range].to_vec())).collect());
+                    return Ok(append_results(&rows, outcomes, recorded_at));
                 }
                 Some((actual_head, actual_versions)) => {
                     tracing::trace!(guessed = head.0, actual = actual_head.0, "append guess missed");

@@ -21,7 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
 use tokio::sync::{mpsc, oneshot};
 
 use super::hash::{GENESIS, Hash};
-use super::{AppendResult, Backend, RawEvent, StoreError, StreamWrite, batch_time, prepare_batch, recorded_from_prepared};
+use super::{AppendResult, Backend, RawEvent, StoreError, StreamWrite, append_results, batch_time, prepare_batch};
 
 pub struct SqliteBackend {
     pool: SqlitePool,
@@ -58,9 +58,13 @@ impl SqliteBackend {
                 }
             })
             .map_err(StoreError::db)?;
-        is_open.await.map_err(|_| StoreError::Unavailable("the SQLite writer thread stopped".into()))??;
+        is_open.await.map_err(|_| writer_stopped())??;
         Ok(SqliteBackend { pool, writer })
     }
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::Unavailable("the SQLite writer thread stopped".into())
 }
 
 fn open_writer(path: &Path) -> Result<rusqlite::Connection, StoreError> {
@@ -129,26 +133,24 @@ fn commit_in(conn: &rusqlite::Connection, batch: &[Vec<StreamWrite>]) -> Result<
             ])
             .map_err(StoreError::db)?;
     }
-    let recorded = recorded_from_prepared(&rows, recorded_at);
-    Ok(outcomes.into_iter().map(|o| o.map(|range| recorded[range].to_vec())).collect())
+    Ok(append_results(&rows, outcomes, recorded_at))
 }
 
 #[async_trait]
 impl Backend for SqliteBackend {
     async fn commit(&self, batch: Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Unavailable("the SQLite writer thread stopped".into());
         // The queue is short and the writer drains it quickly; sending blocks
         // only when it is full, so do that off the async threads.
         match self.writer.try_send(CommitJob { batch, reply }) {
             Ok(()) => {}
             Err(std_mpsc::TrySendError::Full(job)) => {
                 let writer = self.writer.clone();
-                tokio::task::spawn_blocking(move || writer.send(job)).await.map_err(|_| stopped())?.map_err(|_| stopped())?;
+                tokio::task::spawn_blocking(move || writer.send(job)).await.map_err(|_| writer_stopped())?.map_err(|_| writer_stopped())?;
             }
-            Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+            Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(writer_stopped()),
         }
-        answer.await.map_err(|_| stopped())?
+        answer.await.map_err(|_| writer_stopped())?
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError> {

@@ -330,6 +330,25 @@ async fn exec_batched(tx: &mut Tx, stmts: Vec<Stmt>) -> Result<(), StoreError> {
     flush(tx, &mut pending).await
 }
 
+/// Splits `rows` into chunks whose lengths are powers of two (at most
+/// `max`), largest first. A multi-row statement then has one of a few
+/// shapes, each prepared once and kept in the connection's statement cache,
+/// instead of a new text to parse for every batch size.
+fn power_of_two_chunks<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let cap = if max <= 1 { 1 } else { 1 << (usize::BITS - 1 - max.leading_zeros()) };
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let len = rest.len().min(cap);
+        let size = 1 << (usize::BITS - 1 - len.leading_zeros());
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 async fn flush(tx: &mut Tx, pending: &mut Vec<(&'static str, Vec<Vec<Arg>>)>) -> Result<(), StoreError> {
     let style = match tx {
         Tx::Sqlite(_) => Placeholders::Anonymous,
@@ -339,7 +358,7 @@ async fn flush(tx: &mut Tx, pending: &mut Vec<(&'static str, Vec<Vec<Arg>>)>) ->
         let Some((prefix, row, per_row)) = insert_template(sql) else { continue };
         let order = renumber(row, 0, style, &mut String::new());
         let bound_per_row = if style == Placeholders::Anonymous { order.len() } else { per_row };
-        for chunk in crate::db::power_of_two_chunks(&rows, MAX_ROWS.min(MAX_BOUND / bound_per_row.max(1))) {
+        for chunk in power_of_two_chunks(&rows, MAX_ROWS.min(MAX_BOUND / bound_per_row.max(1))) {
             let mut text = String::with_capacity(prefix.len() + chunk.len() * (row.len() + 8));
             text.push_str(prefix);
             let mut args: Vec<Arg> = Vec::with_capacity(chunk.len() * bound_per_row);
@@ -417,5 +436,16 @@ mod tests {
         assert_eq!(out, "(?, ?, COALESCE(?, (SELECT x FROM u WHERE y = ?)))");
         assert!(insert_template("INSERT INTO t (a) VALUES ($1) ON CONFLICT (a) DO NOTHING").is_none());
         assert!(insert_template("UPDATE t SET a = $1").is_none());
+    }
+
+    #[test]
+    fn chunks_are_powers_of_two_up_to_the_cap() {
+        let rows: Vec<u32> = (0..300).collect();
+        let sizes: Vec<usize> = power_of_two_chunks(&rows, 100).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [64, 64, 64, 64, 32, 8, 4]);
+        let joined: Vec<u32> = power_of_two_chunks(&rows, 100).flatten().copied().collect();
+        assert_eq!(joined, rows);
+        assert_eq!(power_of_two_chunks(&rows[..3], 0).count(), 3);
+        assert_eq!(power_of_two_chunks::<u32>(&[], 8).count(), 0);
     }
 }
