@@ -19,7 +19,7 @@ const MAX_ATTEMPTS: usize = 50;
 #[derive(Debug, Clone)]
 pub struct Executed<A: Aggregate> {
     pub events: Vec<A::Event>,
-    pub recorded: Vec<RecordedEvent>,
+    pub recorded: Vec<Arc<RecordedEvent>>,
     /// The aggregate after the events.
     pub state: A,
     pub version: i64,

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
-use futures::Stream;
+use futures::stream::FuturesOrdered;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -169,7 +170,8 @@ impl StoreError {
     }
 }
 
-pub type AppendResult = Result<Vec<RecordedEvent>, StoreError>;
+/// The events of one append as recorded, shared with the live subscribers.
+pub type AppendResult = Result<Vec<Arc<RecordedEvent>>, StoreError>;
 
 /// A row ready for insertion, with its position, version and hash assigned.
 #[derive(Debug, Clone)]
@@ -203,9 +205,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn read_positions(&self, positions: &[i64]) -> Result<Vec<RawEvent>, StoreError>;
     /// The highest committed position (0 for an empty log).
     async fn head(&self) -> Result<i64, StoreError>;
-    /// The head positions announced by appending processes (PostgreSQL
-    /// LISTEN), if supported.
+    /// The head positions announced by other appending processes
+    /// (PostgreSQL LISTEN), if supported.
     async fn listen(&self) -> Option<mpsc::Receiver<i64>>;
+    /// How many batches may be committing at once. A backend that allows
+    /// more than one must make each batch build on the one before it.
+    fn commits_in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// Assigns positions, versions and hashes to the appends of one batch, given
@@ -283,35 +290,34 @@ pub fn batch_time() -> DateTime<Utc> {
 
 /// What each append of a committed batch gets back: its events as recorded.
 pub fn append_results(
-    rows: &[PreparedRow],
+    rows: Vec<PreparedRow>,
     outcomes: Vec<Result<std::ops::Range<usize>, StoreError>>,
     recorded_at: DateTime<Utc>,
 ) -> Vec<AppendResult> {
-    let recorded = recorded_from_prepared(rows, recorded_at);
+    let recorded: Vec<Arc<RecordedEvent>> = rows.into_iter().map(|r| Arc::new(recorded_from_prepared(r, recorded_at))).collect();
     outcomes.into_iter().map(|o| o.map(|range| recorded[range].to_vec())).collect()
 }
 
-/// Turns prepared rows back into recorded events for the callers, upcast
-/// as a reader of the log would see them.
-fn recorded_from_prepared(rows: &[PreparedRow], recorded_at: DateTime<Utc>) -> Vec<RecordedEvent> {
-    rows.iter()
-        .map(|r| {
-            let (schema_version, payload) = crate::domain::upcast::upcast(&r.event_type, r.schema_version, r.payload_value.clone())
-                .unwrap_or_else(|| (r.schema_version, r.payload_value.clone()));
-            RecordedEvent {
-                position: r.position,
-                stream_id: r.stream_id.clone(),
-                stream_version: r.stream_version,
-                event_type: r.event_type.clone(),
-                schema_version,
-                payload,
-                metadata: r.metadata_value.clone(),
-                recorded_at,
-                prev_hash: r.prev_hash,
-                hash: r.hash,
-            }
-        })
-        .collect()
+/// Turns a prepared row back into the recorded event for its caller, upcast
+/// as a reader of the log would see it.
+fn recorded_from_prepared(r: PreparedRow, recorded_at: DateTime<Utc>) -> RecordedEvent {
+    use crate::domain::upcast::{current_version, upcast};
+    // Events written by this code are current: no copy of their payload.
+    let older = current_version(&r.event_type).is_some_and(|v| v != r.schema_version);
+    let upcast = if older { upcast(&r.event_type, r.schema_version, r.payload_value.clone()) } else { None };
+    let (schema_version, payload) = upcast.unwrap_or((r.schema_version, r.payload_value));
+    RecordedEvent {
+        position: r.position,
+        stream_id: r.stream_id,
+        stream_version: r.stream_version,
+        event_type: r.event_type,
+        schema_version,
+        payload,
+        metadata: r.metadata_value,
+        recorded_at,
+        prev_hash: r.prev_hash,
+        hash: r.hash,
+    }
 }
 
 /// Parses a stored row and upcasts its payload; a row that cannot be read
@@ -527,55 +533,94 @@ impl Subscription {
 
 /// The group-commit loop: takes every append waiting, commits them in one
 /// transaction, answers each caller, and hands the events to the follower.
+/// Where the backend allows, the next batch is gathered and sent while the
+/// last one commits; answers still go out in batch order.
 async fn writer(backend: Arc<dyn Backend>, mut jobs: mpsc::Receiver<AppendJob>, committed: mpsc::UnboundedSender<Vec<Arc<RecordedEvent>>>) {
+    let depth = backend.commits_in_flight().max(1);
+    let mut in_flight = FuturesOrdered::new();
     // Callers answered by the last commit usually append again at once; a
     // short wait for them keeps batches large instead of splitting the same
     // load into many one-append transactions.
     let mut released = 0usize;
-    while let Some(first) = jobs.recv().await {
-        let mut size = first.writes.iter().map(|w| w.events.len()).sum::<usize>();
-        let mut batch = vec![first];
-        let deadline = Instant::now() + GATHER_WAIT;
-        loop {
-            while size < MAX_BATCH_EVENTS {
-                match jobs.try_recv() {
-                    Ok(job) => {
-                        size += job.writes.iter().map(|w| w.events.len()).sum::<usize>();
-                        batch.push(job);
-                    }
-                    Err(_) => break,
-                }
+    loop {
+        tokio::select! {
+            biased;
+            Some((replies, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                released = answer(replies, result, &committed);
             }
-            if batch.len() >= released || size >= MAX_BATCH_EVENTS || Instant::now() >= deadline {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        released = batch.len();
-        let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.writes, j.reply)).unzip();
-        let started = Instant::now();
-        let jobs_in_batch = writes.len();
-        let result = backend.commit(writes).await;
-        tracing::trace!(jobs = jobs_in_batch, events = size, elapsed = ?started.elapsed(), "append batch committed");
-        match result {
-            Ok(results) => {
-                let events: Vec<Arc<RecordedEvent>> =
-                    results.iter().filter_map(|r| r.as_ref().ok()).flatten().cloned().map(Arc::new).collect();
-                if !events.is_empty() {
-                    let _ = committed.send(events);
-                }
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "append batch failed");
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
+            first = jobs.recv(), if in_flight.len() < depth => {
+                let Some(first) = first else { break };
+                let (writes, replies) = gather(first, &mut jobs, released).await;
+                let backend = backend.clone();
+                in_flight.push_back(async move {
+                    let started = Instant::now();
+                    let jobs_in_batch = writes.len();
+                    let result = backend.commit(writes).await;
+                    tracing::trace!(jobs = jobs_in_batch, elapsed = ?started.elapsed(), "append batch committed");
+                    (replies, result)
+                });
             }
         }
     }
+    while let Some((replies, result)) = in_flight.next().await {
+        answer(replies, result, &committed);
+    }
+}
+
+/// The appends of one batch: `first` and whatever else is waiting, waiting
+/// up to [`GATHER_WAIT`] for as many as the last batch had.
+async fn gather(
+    first: AppendJob,
+    jobs: &mut mpsc::Receiver<AppendJob>,
+    released: usize,
+) -> (Vec<Vec<StreamWrite>>, Vec<oneshot::Sender<AppendResult>>) {
+    let mut size = first.writes.iter().map(|w| w.events.len()).sum::<usize>();
+    let mut batch = vec![first];
+    let deadline = Instant::now() + GATHER_WAIT;
+    loop {
+        while size < MAX_BATCH_EVENTS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    size += job.writes.iter().map(|w| w.events.len()).sum::<usize>();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        if batch.len() >= released || size >= MAX_BATCH_EVENTS || Instant::now() >= deadline {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    batch.into_iter().map(|j| (j.writes, j.reply)).unzip()
+}
+
+/// Answers each caller of a committed batch and hands its events to the
+/// follower; returns how many callers were answered.
+fn answer(
+    replies: Vec<oneshot::Sender<AppendResult>>,
+    result: Result<Vec<AppendResult>, StoreError>,
+    committed: &mpsc::UnboundedSender<Vec<Arc<RecordedEvent>>>,
+) -> usize {
+    let answered = replies.len();
+    match result {
+        Ok(results) => {
+            let events: Vec<Arc<RecordedEvent>> = results.iter().filter_map(|r| r.as_ref().ok()).flatten().cloned().collect();
+            if !events.is_empty() {
+                let _ = committed.send(events);
+            }
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "append batch failed");
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+    answered
 }
 
 /// Publishes committed events in strict position order: this process's own
@@ -609,7 +654,7 @@ async fn follower(
                 }
                 None => return,
             },
-            // Our own commits are announced too: only a head beyond ours means news.
+            // Another process committed; nothing new if we already follow past it.
             Some(announced) = async { match remote.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => announced <= last,
             _ = ticker.tick() => false,
         };

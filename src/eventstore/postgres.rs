@@ -5,23 +5,27 @@
 //! newly committed event below N. The lock is released only once the
 //! transaction is visible, so the next writer always builds on it.
 //!
-//! The usual append takes one round trip: the writer remembers the head of
-//! its last commit and guesses the versions of the streams it writes from
-//! what the appends expect, prepares the rows from that, and one statement
-//! (`grantd_append_if_current`, outside a transaction block, so it commits
-//! by itself) takes the lock, checks the guess and inserts — or returns the
-//! actual head and versions to prepare again. Four round trips per batch
-//! (begin, lock, insert, commit) had made the commit, not the machine, the
-//! limit of the token endpoint.
+//! The usual append takes one round trip: the writer remembers the head its
+//! last batch produces and guesses the versions of the streams it writes
+//! from what the appends expect, prepares the rows from that, and one
+//! statement (`grantd_append_if_current`, outside a transaction block, so it
+//! commits by itself) takes the lock, checks the guess and inserts — or
+//! returns the actual head and versions to prepare again. Four round trips
+//! per batch (begin, lock, insert, commit) had made the commit, not the
+//! machine, the limit of the token endpoint. Two batches may be in flight:
+//! the second is prepared on the head the first will produce and waits for
+//! it at the lock; if the first fails, the second's check fails too.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::Shared;
 use sqlx::Row;
 use sqlx::postgres::{PgListener, PgPool, PgRow};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::hash::{GENESIS, Hash};
 use super::{
@@ -37,12 +41,27 @@ const SELECT: &str = "SELECT position, stream_id, stream_version, event_type, sc
 /// One-statement attempts before a batch falls back to the transaction
 /// that cannot miss (other nodes appending all the time).
 const GUESSES: usize = 3;
+/// Batches committing at once: one at the lock or writing the WAL, the next
+/// already on its way.
+const IN_FLIGHT: usize = 2;
 
 pub struct PostgresBackend {
     pool: PgPool,
-    /// The head after this process's last commit; `None` when unknown (at
-    /// start, or after a commit whose outcome is unknown).
-    known_head: std::sync::Mutex<Option<(i64, Hash)>>,
+    /// Where the next batch goes: after the last one prepared.
+    chain: std::sync::Mutex<Chain>,
+    /// Names this process in its commit announcements, which it need not
+    /// read back: it publishes its own commits directly.
+    origin: String,
+}
+
+#[derive(Default)]
+struct Chain {
+    /// The head the last prepared batch produces once committed; `None` when
+    /// unknown (at start, or after a failed commit). Only a guess: the
+    /// append checks it under the lock.
+    head: Option<(i64, Hash)>,
+    /// Resolves when the last batch to start has finished, either way.
+    finished: Option<Shared<oneshot::Receiver<()>>>,
 }
 
 /// Rows of `grantd_lock_and_read_heads` and `grantd_append_if_current`.
@@ -52,13 +71,55 @@ type LogState = ((i64, Hash), HashMap<String, i64>);
 
 impl PostgresBackend {
     pub fn new(pool: PgPool) -> Self {
-        PostgresBackend { pool, known_head: std::sync::Mutex::new(None) }
+        PostgresBackend { pool, chain: Default::default(), origin: uuid::Uuid::new_v4().simple().to_string() }
     }
 
     fn remember_head(&self, head: Option<(i64, Hash)>) {
-        if let Ok(mut known) = self.known_head.lock() {
-            *known = head;
+        if let Ok(mut chain) = self.chain.lock() {
+            chain.head = head;
         }
+    }
+
+    /// The batch in one statement, built on the head the batch before it
+    /// produces (see the module documentation).
+    async fn commit_guessing(&self, batch: &[Vec<StreamWrite>]) -> Result<Vec<AppendResult>, StoreError> {
+        // Dropped (the batch finished, either way) when this returns.
+        let (_finished, finished) = oneshot::channel::<()>();
+        let (mut head, mut before) = match self.chain.lock() {
+            Ok(mut chain) => (chain.head.unwrap_or((0, GENESIS)), chain.finished.replace(finished.shared())),
+            Err(_) => ((0, GENESIS), None),
+        };
+        // A stream's version as its first append in the batch expects it.
+        let mut versions: HashMap<String, i64> = HashMap::new();
+        for write in batch.iter().flatten() {
+            let guess = match write.expected {
+                ExpectedVersion::Exact(v) => v,
+                ExpectedVersion::NoStream | ExpectedVersion::Any => 0,
+            };
+            versions.entry(write.stream_id.clone()).or_insert(guess);
+        }
+        for _ in 0..GUESSES {
+            let recorded_at = batch_time();
+            let (rows, outcomes) = prepare_batch(batch, head, &versions, recorded_at);
+            // The next batch builds on this one, even before it lands.
+            self.remember_head(Some(rows.last().map_or(head, |r| (r.position, r.hash))));
+            match append_if_current(&self.pool, head, &versions, &rows, recorded_at, &self.origin).await? {
+                None => return Ok(append_results(rows, outcomes, recorded_at)),
+                // Overtook the batch it builds on at the lock: wait for that
+                // one and try the same guess again.
+                Some((actual_head, _)) if actual_head.0 < head.0 && before.is_some() => {
+                    if let Some(before) = before.take() {
+                        let _ = before.await;
+                    }
+                }
+                Some((actual_head, actual_versions)) => {
+                    tracing::trace!(guessed = head.0, actual = actual_head.0, "append guess missed");
+                    head = actual_head;
+                    versions = actual_versions;
+                }
+            }
+        }
+        self.commit_locked(batch).await
     }
 
     /// The batch in a transaction that reads the head and the versions under
@@ -78,12 +139,12 @@ impl PostgresBackend {
         let recorded_at = batch_time();
         let (rows, outcomes) = prepare_batch(batch, head, &versions, recorded_at);
         // Under the lock already taken the check cannot fail.
-        if append_if_current(&mut *tx, head.0, &versions, &rows, recorded_at).await?.is_some() {
+        if append_if_current(&mut *tx, head, &versions, &rows, recorded_at, &self.origin).await?.is_some() {
             return Err(StoreError::Unavailable("the log moved under the append lock".into()));
         }
         tx.commit().await.map_err(StoreError::db)?;
         self.remember_head(Some(rows.last().map_or(head, |r| (r.position, r.hash))));
-        Ok(append_results(&rows, outcomes, recorded_at))
+        Ok(append_results(rows, outcomes, recorded_at))
     }
 }
 
@@ -92,32 +153,37 @@ impl PostgresBackend {
 /// block), else the actual head and versions.
 async fn append_if_current<'e>(
     executor: impl sqlx::PgExecutor<'e>,
-    head: i64,
+    head: (i64, Hash),
     versions: &HashMap<String, i64>,
     rows: &[PreparedRow],
     recorded_at: DateTime<Utc>,
+    origin: &str,
 ) -> Result<Option<LogState>, StoreError> {
     let (streams, expected): (Vec<&str>, Vec<i64>) = versions.iter().map(|(s, v)| (s.as_str(), *v)).unzip();
-    let verdict: Verdict =
-        sqlx::query_as("SELECT * FROM grantd_append_if_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
-            .bind(APPEND_LOCK)
-            .bind(head)
-            .bind(streams)
-            .bind(expected)
-            .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.stream_id.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.stream_version).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.schema_version).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
-            .bind(recorded_at)
-            .bind(rows.iter().map(|r| &r.prev_hash[..]).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| &r.hash[..]).collect::<Vec<_>>())
-            .bind(CHANNEL)
-            .fetch_all(executor)
-            .await
-            .map_err(StoreError::db)?;
+    let verdict: Verdict = sqlx::query_as(
+        "SELECT * FROM grantd_append_if_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(APPEND_LOCK)
+    .bind(head.0)
+    // An empty log has no head hash.
+    .bind((head.0 > 0).then_some(&head.1[..]))
+    .bind(streams)
+    .bind(expected)
+    .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.stream_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.stream_version).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.schema_version).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
+    .bind(recorded_at)
+    .bind(rows.iter().map(|r| &r.prev_hash[..]).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| &r.hash[..]).collect::<Vec<_>>())
+    .bind(CHANNEL)
+    .bind(origin)
+    .fetch_all(executor)
+    .await
+    .map_err(StoreError::db)?;
     if verdict.is_empty() { Ok(None) } else { head_and_versions(verdict).map(Some) }
 }
 
@@ -141,34 +207,16 @@ fn head_and_versions(rows: Verdict) -> Result<LogState, StoreError> {
 #[async_trait]
 impl Backend for PostgresBackend {
     async fn commit(&self, batch: Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError> {
-        // Unknown until this commit is known to have landed.
-        let known = self.known_head.lock().ok().and_then(|mut h| h.take());
-        let mut head = known.unwrap_or((0, GENESIS));
-        // A stream's version as its first append in the batch expects it.
-        let mut versions: HashMap<String, i64> = HashMap::new();
-        for write in batch.iter().flatten() {
-            let guess = match write.expected {
-                ExpectedVersion::Exact(v) => v,
-                ExpectedVersion::NoStream | ExpectedVersion::Any => 0,
-            };
-            versions.entry(write.stream_id.clone()).or_insert(guess);
+        let result = self.commit_guessing(&batch).await;
+        if result.is_err() {
+            // The outcome may be unknown: guess nothing from it.
+            self.remember_head(None);
         }
-        for _ in 0..GUESSES {
-            let recorded_at = batch_time();
-            let (rows, outcomes) = prepare_batch(&batch, head, &versions, recorded_at);
-            match append_if_current(&self.pool, head.0, &versions, &rows, recorded_at).await? {
-                None => {
-                    self.remember_head(Some(rows.last().map_or(head, |r| (r.position, r.hash))));
-                    return Ok(append_results(&rows, outcomes, recorded_at));
-                }
-                Some((actual_head, actual_versions)) => {
-                    tracing::trace!(guessed = head.0, actual = actual_head.0, "append guess missed");
-                    head = actual_head;
-                    versions = actual_versions;
-                }
-            }
-        }
-        self.commit_locked(&batch).await
+        result
+    }
+
+    fn commits_in_flight(&self) -> usize {
+        IN_FLIGHT
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError> {
@@ -209,6 +257,7 @@ impl Backend for PostgresBackend {
 
     async fn listen(&self) -> Option<mpsc::Receiver<i64>> {
         let pool = self.pool.clone();
+        let origin = self.origin.clone();
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(async move {
             loop {
@@ -216,7 +265,11 @@ impl Backend for PostgresBackend {
                     Ok(mut listener) => {
                         if listener.listen(CHANNEL).await.is_ok() {
                             while let Ok(notification) = listener.recv().await {
-                                let announced = notification.payload().parse().unwrap_or(i64::MAX);
+                                let (position, from) = notification.payload().split_once(' ').unwrap_or((notification.payload(), ""));
+                                if from == origin {
+                                    continue;
+                                }
+                                let announced = position.parse().unwrap_or(i64::MAX);
                                 // A full channel already holds a wake-up.
                                 if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(announced) {
                                     return;

@@ -133,7 +133,7 @@ fn commit_in(conn: &rusqlite::Connection, batch: &[Vec<StreamWrite>]) -> Result<
             ])
             .map_err(StoreError::db)?;
     }
-    Ok(append_results(&rows, outcomes, recorded_at))
+    Ok(append_results(rows, outcomes, recorded_at))
 }
 
 #[async_trait]

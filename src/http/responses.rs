@@ -56,7 +56,7 @@ const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Read-your-writes for the in-memory live view: waits until it has folded
 /// in the events a command just recorded (a rotated refresh token, a revoked
 /// grant), so that the client's next request to this node sees them.
-pub async fn settled(state: &AppState, recorded: &[RecordedEvent]) {
+pub async fn settled(state: &AppState, recorded: &[std::sync::Arc<RecordedEvent>]) {
     if let Some(last) = recorded.last()
         && !state.live.caught_up(last.position, SETTLE_TIMEOUT).await
     {

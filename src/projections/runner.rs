@@ -182,7 +182,11 @@ impl ProjectionRunner {
                     // Under load, let events gather so that one transaction
                     // projects many.
                     tokio::time::sleep(COALESCE).await;
-                    while let Some(Some(more)) = wakeups.next().now_or_never() {
+                    // Unconstrained: under tokio's cooperative budget the
+                    // subscription reports "not ready" after ~128 events,
+                    // which held the runner below the rate of the token
+                    // endpoint until it lagged and read everything back.
+                    while let Some(Some(more)) = tokio::task::unconstrained(wakeups.next()).now_or_never() {
                         batch.extend(more);
                     }
                     let Ok(ready) = batch.into_iter().collect::<Result<Vec<_>, _>>() else { break };

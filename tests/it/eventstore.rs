@@ -56,7 +56,7 @@ async fn append_assigns_versions_positions_and_metadata() {
         assert_eq!(stream.iter().map(|e| e.stream_version).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(store.read_stream("consent-a", 3).await.unwrap().len(), 1);
         let stored = &stream[0];
-        assert_eq!(stored, &a[0], "{}: a read returns what the append returned", tdb.backend);
+        assert_eq!(stored, &*a[0], "{}: a read returns what the append returned", tdb.backend);
         assert_eq!(stored.metadata.context.actor, Actor::client("tester"));
         assert_eq!(stored.metadata.context.request_id.as_deref(), Some("req-1"));
         assert_eq!(stored.metadata.recorded_at, stored.recorded_at);
@@ -351,5 +351,33 @@ async fn expectations_are_judged_against_appends_of_another_store() {
         let recorded = a.append_to("shared", ExpectedVersion::Exact(2), vec![event(5)]).await.unwrap();
         assert_eq!((recorded[0].position, recorded[0].stream_version), (3, 3), "{}", tdb.backend);
         assert!(matches!(verify_chain(&b, |_| {}).await.unwrap(), ChainReport::Intact { events: 3, .. }), "{}", tdb.backend);
+    }
+}
+
+/// On PostgreSQL a writer may prepare a batch on the head of one still in
+/// flight; should that one fail, another node's events can reach the same
+/// head position. The append checks the head's hash too, so rows chained
+/// to a head that never landed are refused, not inserted.
+#[actix_web::test]
+async fn an_append_built_on_a_head_that_never_landed_is_refused() {
+    for tdb in backends().await.into_iter().filter(|t| t.backend == "postgres") {
+        let (db, store) = tdb.store().await;
+        let recorded = store.append_to("landed", ExpectedVersion::NoStream, vec![event(1), event(2)]).await.unwrap();
+        let Db::Postgres { pool, .. } = &db else { unreachable!("a PostgreSQL test database") };
+        let imagined_head = [7u8; 32];
+        let verdict: Vec<(Option<String>, i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT * FROM grantd_append_if_current(1, 2, $1, ARRAY['next'], ARRAY[0::BIGINT], ARRAY[3::BIGINT], ARRAY['next'], \
+             ARRAY[1::BIGINT], ARRAY['ConsentScopesExtended'], ARRAY[1], ARRAY['{}'], ARRAY['{}'], now(), $2, $3, 'grantd_events', 'test')",
+        )
+        .bind(&imagined_head[..])
+        .bind(vec![&imagined_head[..]])
+        .bind(vec![&[9u8; 32][..]])
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        // Refused: the actual head (position 2, its real hash) comes back.
+        assert!(verdict.contains(&(None, 2, Some(recorded[1].hash.to_vec()))), "{verdict:?}");
+        assert_eq!(store.head().await.unwrap(), 2);
+        assert!(matches!(verify_chain(&store, |_| {}).await.unwrap(), ChainReport::Intact { events: 2, .. }));
     }
 }
