@@ -8,9 +8,11 @@
 -- another node's, which it reads from the log. The statements inside use
 -- generic plans: their best plan never depends on the values, and planning
 -- them anew for every append happened under the append lock.
-DROP FUNCTION grantd_append_if_current(
-    BIGINT, BIGINT, TEXT[], BIGINT[], BIGINT[], TEXT[], BIGINT[], TEXT[], INTEGER[], TEXT[], TEXT[], TIMESTAMPTZ, BYTEA[], BYTEA[], TEXT);
-
+--
+-- Version 1 (fifteen arguments) stays for nodes not yet upgraded: it checks
+-- the head's position only, which is enough for a writer that builds on
+-- committed heads alone, as those nodes do; their announcements carry no
+-- origin and are read as another node's.
 CREATE FUNCTION grantd_append_if_current(
     lock_key BIGINT, expected_head BIGINT, expected_hash BYTEA, streams TEXT[], expected_versions BIGINT[],
     positions BIGINT[], stream_ids TEXT[], versions BIGINT[], event_types TEXT[], schema_versions INTEGER[],

@@ -359,7 +359,7 @@ async fn expectations_are_judged_against_appends_of_another_store() {
 /// head position. The append checks the head's hash too, so rows chained
 /// to a head that never landed are refused, not inserted.
 #[actix_web::test]
-async fn an_append_built_on_a_head_that_never_landed_is_refused() {
+async fn an_append_built_on_a_head_that_never_landed_is_refused_by_either_version() {
     for tdb in backends().await.into_iter().filter(|t| t.backend == "postgres") {
         let (db, store) = tdb.store().await;
         let recorded = store.append_to("landed", ExpectedVersion::NoStream, vec![event(1), event(2)]).await.unwrap();
@@ -377,6 +377,18 @@ async fn an_append_built_on_a_head_that_never_landed_is_refused() {
         .unwrap();
         // Refused: the actual head (position 2, its real hash) comes back.
         assert!(verdict.contains(&(None, 2, Some(recorded[1].hash.to_vec()))), "{verdict:?}");
+        // Version 1 stays callable for nodes not yet upgraded, and still
+        // refuses a stale head position.
+        let old_verdict: Vec<(Option<String>, i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT * FROM grantd_append_if_current(1, 1, ARRAY['next'], ARRAY[0::BIGINT], ARRAY[2::BIGINT], ARRAY['next'], \
+             ARRAY[1::BIGINT], ARRAY['ConsentScopesExtended'], ARRAY[1], ARRAY['{}'], ARRAY['{}'], now(), $1, $2, 'grantd_events')",
+        )
+        .bind(vec![&imagined_head[..]])
+        .bind(vec![&[9u8; 32][..]])
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert!(old_verdict.contains(&(None, 2, Some(recorded[1].hash.to_vec()))), "{old_verdict:?}");
         assert_eq!(store.head().await.unwrap(), 2);
         assert!(matches!(verify_chain(&store, |_| {}).await.unwrap(), ChainReport::Intact { events: 2, .. }));
     }
