@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::domain::Aggregate;
-use crate::eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+use crate::eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamWrite};
 
 /// How often a command is decided again after losing a race.
 const MAX_ATTEMPTS: usize = 50;
@@ -98,18 +98,35 @@ pub async fn execute_new<A: Aggregate>(
     command: &A::Command,
     context: &CommandContext,
 ) -> Result<Executed<A>, CommandError<A::Error>> {
+    execute_new_then(store, id, command, context, |_| ()).await.map(|(done, ())| done)
+}
+
+/// [`execute_new`], running `prepare` on the decided events while their
+/// append waits for its batch; what it makes is handed back only once they
+/// are recorded.
+pub async fn execute_new_then<A: Aggregate, T>(
+    store: &EventStore,
+    id: &str,
+    command: &A::Command,
+    context: &CommandContext,
+    prepare: impl FnOnce(&[A::Event]) -> T,
+) -> Result<(Executed<A>, T), CommandError<A::Error>> {
     let stream_id = A::stream_id(id);
     let state = A::default();
     let events = state.decide(command).map_err(CommandError::Rejected)?;
     let new: Vec<NewEvent> = events.iter().map(|e| NewEvent::from_domain(e, context)).collect();
-    let recorded = store.append_to(&stream_id, ExpectedVersion::NoStream, new).await.map_err(|e| match e {
+    let failed = |e| match e {
         StoreError::Conflict { .. } => CommandError::Conflict(format!("{stream_id} already exists")),
         other => CommandError::Storage(other),
-    })?;
+    };
+    let write = StreamWrite { stream_id: stream_id.clone(), expected: ExpectedVersion::NoStream, events: new };
+    let recorded = store.enqueue(vec![write]).await.map_err(failed)?;
+    let prepared = prepare(&events);
+    let recorded = recorded.await.map_err(failed)?;
     let mut state = state;
     events.iter().for_each(|e| state.apply(e));
     let version = recorded.last().map_or(0, |r| r.stream_version);
-    Ok(Executed { events, recorded, state, version })
+    Ok((Executed { events, recorded, state, version }, prepared))
 }
 
 /// The message an aggregate actor handles.

@@ -394,12 +394,19 @@ impl EventStore {
     /// Appends atomically to one or more streams; either every write lands
     /// or none does. Concurrent calls share transactions (group commit).
     pub async fn append(&self, writes: Vec<StreamWrite>) -> AppendResult {
-        if writes.iter().all(|w| w.events.is_empty()) {
-            return Ok(vec![]);
-        }
+        self.enqueue(writes).await?.await
+    }
+
+    /// Queues an append for the next batch and returns its outcome to
+    /// await: whatever the caller does in between overlaps the commit.
+    pub async fn enqueue(&self, writes: Vec<StreamWrite>) -> Result<impl Future<Output = AppendResult> + use<>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.appends.send(AppendJob { writes, reply }).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        if writes.iter().all(|w| w.events.is_empty()) {
+            let _ = reply.send(Ok(vec![]));
+        } else {
+            self.appends.send(AppendJob { writes, reply }).await.map_err(|_| StoreError::Closed)?;
+        }
+        Ok(async move { answer.await.map_err(|_| StoreError::Closed)? })
     }
 
     /// Appends to a single stream.

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::actors::execute_new;
+use crate::actors::{execute_new, execute_new_then};
 use crate::app::AppState;
 use crate::domain::client::GrantType;
 use crate::domain::grant::{Grant, GrantCommand, GrantError, GrantEvent, NewAccessToken, NewRefreshToken};
@@ -257,8 +257,13 @@ async fn client_credentials(state: &AppState, client: &ClientEntry, params: &Par
         refresh: None,
         now: Utc::now(),
     };
-    let done = execute_new::<Grant>(&state.store, &grant_id, &command, &context).await.map_err(|e| command_failed(e, grant_error))?;
-    Ok(token_response(state, &grant_id, &done.events, None)?.0)
+    // Signed while the append waits for its batch, from the same decided
+    // events; handed out only once they are recorded.
+    let (_, response) =
+        execute_new_then::<Grant, _>(&state.store, &grant_id, &command, &context, |events| token_response(state, &grant_id, events, None))
+            .await
+            .map_err(|e| command_failed(e, grant_error))?;
+    Ok(response?.0)
 }
 
 async fn password(state: &AppState, client: &ClientEntry, params: &Params, context: CommandContext) -> Result<Value, OAuthError> {
