@@ -482,6 +482,17 @@ struct Subscription {
 }
 
 impl Subscription {
+    /// Reads up to `limit` events after `after` from the log into the
+    /// buffer; the last position read, `None` if there was nothing.
+    async fn buffer_from_log(&mut self, after: i64, limit: i64) -> Result<Option<i64>, StoreError> {
+        let mut read_to = None;
+        for raw in self.backend.read_all(after, limit).await? {
+            read_to = Some(raw.position);
+            self.buffer.push_back(Arc::new(parse_raw(raw)?));
+        }
+        Ok(read_to)
+    }
+
     async fn next(&mut self) -> Option<Result<Arc<RecordedEvent>, StoreError>> {
         loop {
             if let Some(e) = self.buffer.pop_front() {
@@ -493,17 +504,9 @@ impl Subscription {
             }
             // Catch up from the log on what `live` may not hold.
             if self.backlog_until > self.last {
-                match self.backend.read_all(self.last, PAGE).await {
-                    Ok(rows) if !rows.is_empty() => {
-                        for raw in rows {
-                            match parse_raw(raw) {
-                                Ok(e) => self.buffer.push_back(Arc::new(e)),
-                                Err(err) => return Some(Err(err)),
-                            }
-                        }
-                        continue;
-                    }
-                    Ok(_) => self.backlog_until = self.last,
+                match self.buffer_from_log(self.last, PAGE).await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => self.backlog_until = self.last,
                     Err(err) => return Some(Err(err)),
                 }
             }
@@ -518,17 +521,9 @@ impl Subscription {
                 Ok(e) => {
                     let mut after = self.last;
                     while after + 1 < e.position {
-                        match self.backend.read_all(after, (e.position - 1 - after).min(PAGE)).await {
-                            Ok(rows) if rows.is_empty() => break,
-                            Ok(rows) => {
-                                for raw in rows {
-                                    after = raw.position;
-                                    match parse_raw(raw) {
-                                        Ok(ev) => self.buffer.push_back(Arc::new(ev)),
-                                        Err(err) => return Some(Err(err)),
-                                    }
-                                }
-                            }
+                        match self.buffer_from_log(after, (e.position - 1 - after).min(PAGE)).await {
+                            Ok(Some(read_to)) => after = read_to,
+                            Ok(None) => break,
                             Err(err) => return Some(Err(err)),
                         }
                     }
