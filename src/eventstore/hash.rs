@@ -45,24 +45,39 @@ fn field(h: &mut Sha256, s: &str) {
 /// whitespace: the same value always yields the same bytes, however the
 /// backend stored it (PostgreSQL's JSONB reorders keys).
 pub fn canonical_json(value: &Value) -> String {
+    // serde_json's map keeps its keys sorted unless its `preserve_order`
+    // feature is on: then its compact output is canonical already, written
+    // in one pass. Sorting key by key, allocating each, was a tenth of the
+    // token endpoint's CPU, spent in the writer between two batches.
+    if keys_sorted(value) {
+        return value.to_string();
+    }
     let mut out = String::new();
     write_canonical(value, &mut out);
     out
 }
 
+fn keys_sorted(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b) && map.values().all(keys_sorted),
+        Value::Array(items) => items.iter().all(keys_sorted),
+        _ => true,
+    }
+}
+
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
             out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 out.push_str(&Value::String(k.clone()).to_string());
                 out.push(':');
-                write_canonical(&map[k], out);
+                write_canonical(v, out);
             }
             out.push('}');
         }
@@ -89,6 +104,13 @@ mod tests {
     fn canonical_json_sorts_keys_at_every_level() {
         let a = json!({"b": 1, "a": {"d": [1, {"z": 0, "y": "x"}], "c": null}});
         assert_eq!(canonical_json(&a), r#"{"a":{"c":null,"d":[1,{"y":"x","z":0}]},"b":1}"#);
+        let mut out = String::new();
+        write_canonical(&a, &mut out);
+        assert_eq!(out, canonical_json(&a), "the sorting writer and the fast path agree");
+        let escaped = json!({"k\"\u{1}é": "v\n\u{7f}", "n": [1.5, -2, 1e300, true]});
+        let mut out = String::new();
+        write_canonical(&escaped, &mut out);
+        assert_eq!(out, canonical_json(&escaped));
     }
 
     #[test]

@@ -42,6 +42,10 @@ impl Tx {
             Db::Postgres { pool, .. } => {
                 let mut tx = pool.begin().await.map_err(StoreError::db)?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PROJECTION_LOCK).execute(&mut *tx).await.map_err(StoreError::db)?;
+                // Derived data, checkpoint included: a crash that loses the
+                // last commits only replays them from the log. Waiting for
+                // their flush only delayed the appends' flushes.
+                sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(StoreError::db)?;
                 Tx::Postgres(tx)
             }
         })
@@ -62,6 +66,26 @@ impl Tx {
             Tx::Postgres(tx) => bind_args!(sqlx::query(sql), args).execute(&mut **tx).await.map(|_| ()),
         }
         .map_err(|e| StoreError::Unavailable(format!("projection statement failed: {}", crate::db::one_line(&e))))
+    }
+
+    /// Runs `sql` with one array per column (PostgreSQL only).
+    async fn exec_columns(&mut self, sql: String, columns: Vec<Column>) -> Result<(), StoreError> {
+        let Tx::Postgres(tx) = self else {
+            return Err(StoreError::Unavailable("array parameters are PostgreSQL's".into()));
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for column in columns {
+            query = match column {
+                Column::Text(values) => query.bind(values),
+                Column::Int(values) => query.bind(values),
+                Column::Bool(values) => query.bind(values),
+            };
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Unavailable(format!("projection statement failed: {}", crate::db::one_line(&e))))
     }
 
     async fn checkpoints(&mut self) -> Result<HashMap<String, i64>, StoreError> {
@@ -129,6 +153,11 @@ impl ProjectionRunner {
             let checkpoints = tx.checkpoints().await?;
             let of = |p: &dyn Projection| checkpoints.get(p.name()).copied().unwrap_or(0);
             let from = self.projections.iter().map(|p| of(p.as_ref())).min().unwrap_or(0);
+            // Checkpoints behind what this process saw reached: the read
+            // models were emptied (PostgreSQL resets its unlogged tables
+            // after a crash) and are being replayed; until they are back,
+            // nobody waiting for a position may take them as current.
+            self.reached.send_if_modified(|p| from < std::mem::replace(p, (*p).min(from)));
             ready.retain(|e| e.position > from);
             let contiguous = ready.iter().enumerate().take_while(|(i, e)| e.position == from + 1 + *i as i64).count();
             let events: Vec<Arc<RecordedEvent>> = if contiguous > 0 {
@@ -354,37 +383,108 @@ fn power_of_two_chunks<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> 
 }
 
 async fn flush(tx: &mut Tx, pending: &mut Vec<(&'static str, Vec<Vec<Arg>>)>) -> Result<(), StoreError> {
-    let style = match tx {
-        Tx::Sqlite(_) => Placeholders::Anonymous,
-        Tx::Postgres(_) => Placeholders::Numbered,
-    };
     for (sql, rows) in pending.drain(..) {
         let Some((prefix, row, per_row)) = insert_template(sql) else { continue };
-        let order = renumber(row, 0, style, &mut String::new());
-        let bound_per_row = if style == Placeholders::Anonymous { order.len() } else { per_row };
-        for chunk in power_of_two_chunks(&rows, MAX_ROWS.min(MAX_BOUND / bound_per_row.max(1))) {
-            let mut text = String::with_capacity(prefix.len() + chunk.len() * (row.len() + 8));
-            text.push_str(prefix);
-            let mut args: Vec<Arg> = Vec::with_capacity(chunk.len() * bound_per_row);
-            for (i, values) in chunk.iter().enumerate() {
-                text.push_str(if i == 0 { " " } else { ", " });
-                renumber(row, i * per_row, style, &mut text);
-                match style {
-                    Placeholders::Numbered => args.extend(values.iter().cloned()),
-                    Placeholders::Anonymous => {
-                        for n in &order {
-                            let value = values.get(n.wrapping_sub(1)).ok_or_else(|| {
-                                StoreError::Unavailable(format!("projection statement binds ${n} but has {} values", values.len()))
-                            })?;
-                            args.push(value.clone());
-                        }
-                    }
-                }
-            }
-            tx.exec_sql(text, &args).await?;
+        match tx {
+            Tx::Postgres(_) => match unnest_insert(prefix, row, per_row, rows) {
+                Ok((text, columns)) => tx.exec_columns(text, columns).await?,
+                Err(rows) => insert_values(tx, prefix, row, per_row, Placeholders::Numbered, &rows).await?,
+            },
+            Tx::Sqlite(_) => insert_values(tx, prefix, row, per_row, Placeholders::Anonymous, &rows).await?,
         }
     }
     Ok(())
+}
+
+/// The rows as multi-row `INSERT … VALUES (…), (…)` statements.
+async fn insert_values(
+    tx: &mut Tx,
+    prefix: &str,
+    row: &str,
+    per_row: usize,
+    style: Placeholders,
+    rows: &[Vec<Arg>],
+) -> Result<(), StoreError> {
+    let order = renumber(row, 0, style, &mut String::new());
+    let bound_per_row = if style == Placeholders::Anonymous { order.len() } else { per_row };
+    for chunk in power_of_two_chunks(rows, MAX_ROWS.min(MAX_BOUND / bound_per_row.max(1))) {
+        let mut text = String::with_capacity(prefix.len() + chunk.len() * (row.len() + 8));
+        text.push_str(prefix);
+        let mut args: Vec<Arg> = Vec::with_capacity(chunk.len() * bound_per_row);
+        for (i, values) in chunk.iter().enumerate() {
+            text.push_str(if i == 0 { " " } else { ", " });
+            renumber(row, i * per_row, style, &mut text);
+            match style {
+                Placeholders::Numbered => args.extend(values.iter().cloned()),
+                Placeholders::Anonymous => {
+                    for n in &order {
+                        let value = values.get(n.wrapping_sub(1)).ok_or_else(|| {
+                            StoreError::Unavailable(format!("projection statement binds ${n} but has {} values", values.len()))
+                        })?;
+                        args.push(value.clone());
+                    }
+                }
+            }
+        }
+        tx.exec_sql(text, &args).await?;
+    }
+    Ok(())
+}
+
+/// One parameter of every row, bound as a PostgreSQL array.
+#[derive(Debug, PartialEq)]
+enum Column {
+    Text(Vec<Option<String>>),
+    Int(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+/// The rows as one `INSERT … SELECT … FROM UNNEST($1::text[], …)` on
+/// PostgreSQL: one parameter per column whatever the number of rows, so the
+/// statement has a single shape and a plan of a few nodes. A multi-row
+/// VALUES list was planned anew for every batch (the pool plans every
+/// statement), copying hundreds of expressions each time. The rows come
+/// back untouched when they do not bind the same kinds of values.
+fn unnest_insert(prefix: &str, row: &str, per_row: usize, rows: Vec<Vec<Arg>>) -> Result<(String, Vec<Column>), Vec<Vec<Arg>>> {
+    let kind = |arg: &Arg| match arg {
+        Arg::Text(_) | Arg::OptText(_) => "text",
+        Arg::Int(_) => "bigint",
+        Arg::Bool(_) => "boolean",
+    };
+    let Some(kinds) = rows.first().map(|first| first.iter().map(kind).collect::<Vec<_>>()) else { return Err(rows) };
+    let select = row.strip_prefix('(').and_then(|r| r.strip_suffix(')'));
+    let (Some(table), Some(select)) = (prefix.strip_suffix("VALUES"), select) else { return Err(rows) };
+    if kinds.len() != per_row || rows.iter().any(|values| !values.iter().map(kind).eq(kinds.iter().copied())) {
+        return Err(rows);
+    }
+    let mut columns: Vec<Column> = kinds
+        .iter()
+        .map(|k| match *k {
+            "bigint" => Column::Int(Vec::with_capacity(rows.len())),
+            "boolean" => Column::Bool(Vec::with_capacity(rows.len())),
+            _ => Column::Text(Vec::with_capacity(rows.len())),
+        })
+        .collect();
+    for values in rows {
+        for (column, value) in columns.iter_mut().zip(values) {
+            match (column, value) {
+                (Column::Text(c), Arg::Text(s)) => c.push(Some(s)),
+                (Column::Text(c), Arg::OptText(s)) => c.push(s),
+                (Column::Int(c), Arg::Int(i)) => c.push(i),
+                (Column::Bool(c), Arg::Bool(b)) => c.push(b),
+                _ => {} // the kinds were checked above
+            }
+        }
+    }
+    // `$N` → `u.cN`; the longer numbers first, so that `$1` does not eat `$12`.
+    let mut select = select.to_string();
+    for n in (1..=per_row).rev() {
+        select = select.replace(&format!("${n}"), &format!("u.c{n}"));
+    }
+    let arrays: Vec<String> = kinds.iter().enumerate().map(|(i, k)| format!("${}::{k}[]", i + 1)).collect();
+    let names: Vec<String> = (1..=per_row).map(|n| format!("c{n}")).collect();
+    let text = format!("{table}SELECT {select} FROM UNNEST({}) AS u({})", arrays.join(", "), names.join(", "));
+    Ok((text, columns))
 }
 
 fn delete_sql(table: &str) -> &'static str {
@@ -440,6 +540,33 @@ mod tests {
         assert_eq!(out, "(?, ?, COALESCE(?, (SELECT x FROM u WHERE y = ?)))");
         assert!(insert_template("INSERT INTO t (a) VALUES ($1) ON CONFLICT (a) DO NOTHING").is_none());
         assert!(insert_template("UPDATE t SET a = $1").is_none());
+    }
+
+    #[test]
+    fn plain_inserts_become_one_unnest_per_table_on_postgres() {
+        let sql = "INSERT INTO t (a, b, c, d) VALUES ($1, $2, COALESCE($3, (SELECT x FROM u WHERE y = $1)), $12)";
+        let (prefix, row, n) = insert_template(sql).expect("a plain insert");
+        let row_of = |i: i64| {
+            let mut values = vec![Arg::Int(i), Arg::Bool(i % 2 == 0), Arg::OptText(None)];
+            values.extend((4..=12).map(|k| Arg::Text(format!("{k}-{i}"))));
+            values
+        };
+        let (text, columns) = unnest_insert(prefix, row, n, vec![row_of(1), row_of(2)]).expect("same kinds");
+        assert_eq!(
+            text,
+            "INSERT INTO t (a, b, c, d) SELECT u.c1, u.c2, COALESCE(u.c3, (SELECT x FROM u WHERE y = u.c1)), u.c12 \
+             FROM UNNEST($1::bigint[], $2::boolean[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+             $9::text[], $10::text[], $11::text[], $12::text[]) AS u(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12)"
+        );
+        assert_eq!(columns[0], Column::Int(vec![1, 2]));
+        assert_eq!(columns[1], Column::Bool(vec![false, true]));
+        assert_eq!(columns[2], Column::Text(vec![None, None]));
+        assert_eq!(columns[11], Column::Text(vec![Some("12-1".into()), Some("12-2".into())]));
+        // Rows that bind different kinds at one place go back as they were.
+        let mut odd = row_of(3);
+        odd[0] = Arg::Text("3".into());
+        let rows = vec![row_of(1), odd];
+        assert_eq!(unnest_insert(prefix, row, n, rows.clone()).err(), Some(rows));
     }
 
     #[test]

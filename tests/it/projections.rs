@@ -128,6 +128,70 @@ async fn rebuilt_read_models_equal_the_live_ones_row_for_row() {
     }
 }
 
+/// Every read-model table and the checkpoints.
+const READ_MODEL_TABLES: [&str; 8] =
+    ["projection_checkpoints", "clients", "users", "consents", "grants", "tokens", "signing_keys", "audit_trail"];
+
+#[actix_web::test]
+async fn read_models_emptied_by_a_crash_are_replayed_from_the_log() {
+    for tdb in backends().await {
+        let (db, store) = tdb.store().await;
+        let runner = ProjectionRunner::new(db.clone(), store.clone());
+        runner.clone().spawn();
+        history(&store).await;
+        let at_head = |runner: ProjectionRunner, head: i64| async move { (runner.position().await.ok()? == head).then_some(()) };
+        let head = store.head().await.unwrap();
+        eventually("projections to reach the head", Duration::from_secs(10), || at_head(runner.clone(), head)).await;
+        assert!(runner.wait_for(head, Duration::from_millis(10)).await);
+        let before = runner.dump().await.unwrap();
+        // What PostgreSQL's crash recovery does to unlogged tables: all of
+        // them empty at once, checkpoints included.
+        match &db {
+            Db::Sqlite { read_models, .. } => {
+                let mut tx = read_models.begin().await.unwrap();
+                for table in READ_MODEL_TABLES {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}"))).execute(&mut *tx).await.unwrap();
+                }
+                tx.commit().await.unwrap();
+            }
+            Db::Postgres { pool, .. } => {
+                let unlogged: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM pg_class WHERE relname = ANY($1) AND relkind = 'r' AND relpersistence = 'u'")
+                        .bind(READ_MODEL_TABLES)
+                        .fetch_one(pool)
+                        .await
+                        .unwrap();
+                assert_eq!(unlogged, 8, "every read-model table is unlogged");
+                let logged: String =
+                    sqlx::query_scalar("SELECT relpersistence::text FROM pg_class WHERE relname = 'events'").fetch_one(pool).await.unwrap();
+                assert_eq!(logged, "p", "the log is written to the WAL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {}", READ_MODEL_TABLES.join(", ")))).execute(pool).await.unwrap();
+            }
+        }
+        // The next event wakes the runner, which finds no checkpoint.
+        let users = Registry::<User>::new(store.clone(), Duration::from_secs(60));
+        let user_id = uuid::Uuid::new_v4().to_string();
+        let register = UserCommand::Register {
+            profile: UserProfile { username: "carol".into(), email: None, name: None },
+            password_hash: "$argon2id$y".into(),
+        };
+        users.execute(&user_id, register, CommandContext::by(Actor::client("admin"))).await.unwrap();
+        let head = store.head().await.unwrap();
+        eventually("the read models to be replayed", Duration::from_secs(10), || at_head(runner.clone(), head)).await;
+        assert!(runner.wait_for(head, Duration::from_secs(1)).await);
+        let after = runner.dump().await.unwrap();
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM audit_trail").await, head, "{}: one audit row per event", tdb.backend);
+        for (table, rows) in &before {
+            for row in rows {
+                assert!(after[table].contains(row), "{}: {table} lost {row:?}", tdb.backend);
+            }
+        }
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM users WHERE username = 'carol'").await, 1);
+        runner.rebuild(|_| {}).await.unwrap();
+        assert_eq!(runner.dump().await.unwrap(), after, "{}: replayed equals rebuilt", tdb.backend);
+    }
+}
+
 #[actix_web::test]
 async fn two_nodes_project_every_event_exactly_once() {
     for tdb in backends().await {
