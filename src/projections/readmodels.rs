@@ -1,5 +1,5 @@
-//! The read models: clients, users, consents, grants and tokens (the
-//! revocation index), signing keys, and the audit trail.
+//! The read models: clients, users, consents, grants, signing keys, and
+//! the audit trail.
 
 use chrono::{DateTime, Utc};
 
@@ -164,38 +164,31 @@ impl Projection for GrantsProjection {
         "grants"
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["grants", "tokens"]
+        &["grants"]
     }
+    /// Tokens themselves have no table: the revocation index is the live
+    /// view in memory, and a grant's tokens are its stream.
     fn project(&self, event: &RecordedEvent) -> Result<Vec<Stmt>, StoreError> {
         let Some(grant_id) = aggregate_id(event, "grant") else { return Ok(vec![]) };
         let at = time_text(event.recorded_at);
         let grant = || text(grant_id);
         Ok(match event.decode::<GrantEvent>()? {
-            GrantEvent::AuthorizationCodeIssued(e) => vec![
-                Stmt::new(
-                    "INSERT INTO grants (grant_id, grant_type, client_id, subject, user_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $4, $5, $6, $6)",
-                    vec![
-                        grant(),
-                        text(GrantType::AuthorizationCode.as_str()),
-                        Arg::Text(e.client_id),
-                        Arg::Text(e.user_id),
-                        Arg::Text(json_list(&e.scopes)),
-                        Arg::Text(at.clone()),
-                    ],
-                ),
-                Stmt::new(
-                    "INSERT INTO tokens (token_key, kind, grant_id, issued_at, expires_at) VALUES ($1, 'code', $2, $3, $4)",
-                    vec![Arg::Text(e.code_hash), grant(), Arg::Text(at), Arg::Text(time_text(e.expires_at))],
-                ),
-            ],
-            GrantEvent::AuthorizationCodeRedeemed(e) => {
-                vec![Stmt::new("UPDATE tokens SET superseded_at = $2 WHERE token_key = $1", vec![Arg::Text(e.code_hash), Arg::Text(at)])]
-            }
+            GrantEvent::AuthorizationCodeIssued(e) => vec![Stmt::new(
+                "INSERT INTO grants (grant_id, grant_type, client_id, subject, user_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $4, $5, $6, $6)",
+                vec![
+                    grant(),
+                    text(GrantType::AuthorizationCode.as_str()),
+                    Arg::Text(e.client_id),
+                    Arg::Text(e.user_id),
+                    Arg::Text(json_list(&e.scopes)),
+                    Arg::Text(at),
+                ],
+            )],
             GrantEvent::AccessTokenIssued(e) => {
                 // Client credentials, password and implicit grants begin with
                 // their access token; code and refresh tokens extend a grant.
                 let opens_grant = !matches!(e.grant_type, GrantType::AuthorizationCode | GrantType::RefreshToken);
-                let grant_row = if opens_grant {
+                vec![if opens_grant {
                     Stmt::new(
                         "INSERT INTO grants (grant_id, grant_type, client_id, subject, user_id, scopes, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
                         vec![
@@ -210,29 +203,9 @@ impl Projection for GrantsProjection {
                     )
                 } else {
                     Stmt::new("UPDATE grants SET updated_at = $2 WHERE grant_id = $1", vec![grant(), Arg::Text(at)])
-                };
-                vec![
-                    grant_row,
-                    Stmt::new(
-                        "INSERT INTO tokens (token_key, kind, grant_id, issued_at, expires_at) VALUES ($1, 'access', $2, $3, $4)",
-                        vec![Arg::Text(e.jti), grant(), Arg::Text(time_text(e.issued_at)), Arg::Text(time_text(e.expires_at))],
-                    ),
-                ]
+                }]
             }
-            GrantEvent::RefreshTokenIssued(e) => vec![Stmt::new(
-                "INSERT INTO tokens (token_key, kind, grant_id, issued_at, expires_at) VALUES ($1, 'refresh', $2, $3, $4)",
-                vec![Arg::Text(e.token_hash), grant(), Arg::Text(at), Arg::Text(time_text(e.expires_at))],
-            )],
-            GrantEvent::RefreshTokenRotated(e) => vec![
-                Stmt::new(
-                    "UPDATE tokens SET superseded_at = $2 WHERE token_key = $1",
-                    vec![Arg::Text(e.previous_hash), Arg::Text(at.clone())],
-                ),
-                Stmt::new(
-                    "INSERT INTO tokens (token_key, kind, grant_id, issued_at, expires_at) VALUES ($1, 'refresh', $2, $3, $4)",
-                    vec![Arg::Text(e.token_hash), grant(), Arg::Text(at), Arg::Text(time_text(e.expires_at))],
-                ),
-            ],
+            GrantEvent::AuthorizationCodeRedeemed(_) | GrantEvent::RefreshTokenIssued(_) | GrantEvent::RefreshTokenRotated(_) => vec![],
             GrantEvent::GrantRevoked(e) => vec![Stmt::new(
                 "UPDATE grants SET revoked_at = $2, revocation_reason = $3, updated_at = $2 WHERE grant_id = $1",
                 vec![grant(), Arg::Text(at), text(e.reason.as_str())],

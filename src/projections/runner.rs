@@ -42,10 +42,6 @@ impl Tx {
             Db::Postgres { pool, .. } => {
                 let mut tx = pool.begin().await.map_err(StoreError::db)?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PROJECTION_LOCK).execute(&mut *tx).await.map_err(StoreError::db)?;
-                // Derived data, checkpoint included: a crash that loses the
-                // last commits only replays them from the log. Waiting for
-                // their flush only delayed the appends' flushes.
-                sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(StoreError::db)?;
                 Tx::Postgres(tx)
             }
         })
@@ -493,7 +489,6 @@ fn delete_sql(table: &str) -> &'static str {
         "users" => "DELETE FROM users",
         "consents" => "DELETE FROM consents",
         "grants" => "DELETE FROM grants",
-        "tokens" => "DELETE FROM tokens",
         "signing_keys" => "DELETE FROM signing_keys",
         "audit_trail" => "DELETE FROM audit_trail",
         _ => "SELECT 1",
