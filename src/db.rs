@@ -93,6 +93,25 @@ impl Db {
         }
     }
 
+    /// This database with read-model connections of the calling thread's
+    /// own: SQLite's connections work on threads they start, which inherit
+    /// the CPU priority of the thread that opens them (the projection
+    /// runner's, lowered). PostgreSQL's stay shared.
+    pub async fn with_own_read_model_connections(&self) -> Result<Db, DbError> {
+        match self {
+            Db::Sqlite { pool, read_models, options, url } => {
+                let read_models = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with((*read_models.connect_options()).clone())
+                    .await
+                    .map_err(|e| DbError::Connect { url: url.clone(), reason: one_line(&e) })?;
+                Ok(Db::Sqlite { pool: pool.clone(), read_models, options: options.clone(), url: url.clone() })
+            }
+            Db::Postgres { .. } => Ok(self.clone()),
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self, Db::Postgres { .. })
     }

@@ -191,38 +191,80 @@ impl ProjectionRunner {
 
     /// Keeps the read models current: wakes on every committed event (of
     /// this node or another) and catches up from the checkpoints.
+    ///
+    /// On SQLite it runs on a thread of its own at a lower CPU priority,
+    /// with its own read-model connection: projecting a batch is a burst of
+    /// work in this process that otherwise took a core from the token
+    /// endpoint every few tens of milliseconds, and that can wait a little.
+    /// (On PostgreSQL that work is the server's; the runner's connections
+    /// stay on the caller's runtime.) It stops with the runtime that spawned
+    /// it, or when the returned task is aborted.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        if self.db.is_postgres() {
+            return tokio::spawn(self.run());
+        }
+        let (keep, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = std::thread::Builder::new().name("grantd-projections".into()).spawn(move || {
+            lower_this_threads_priority();
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => return tracing::error!(error = %e, "the projection runner cannot start a runtime"),
+            };
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = self.run() => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "the projection runner cannot start a thread");
+        }
         tokio::spawn(async move {
-            loop {
-                let start = match self.catch_up(|_| {}).await {
-                    Ok(position) => position,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "projecting failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                let mut wakeups = Box::pin(self.store.subscribe(start).ready_chunks(BATCH as usize));
-                while let Some(mut batch) = wakeups.next().await {
-                    // Under load, let events gather so that one transaction
-                    // projects many.
-                    tokio::time::sleep(COALESCE).await;
-                    // Unconstrained: under tokio's cooperative budget the
-                    // subscription reports "not ready" after ~128 events,
-                    // which held the runner below the rate of the token
-                    // endpoint until it lagged and read everything back.
-                    while let Some(Some(more)) = tokio::task::unconstrained(wakeups.next()).now_or_never() {
-                        batch.extend(more);
-                    }
-                    let Ok(ready) = batch.into_iter().collect::<Result<Vec<_>, _>>() else { break };
-                    if let Err(e) = self.catch_up_with(ready, |_| {}).await {
-                        tracing::warn!(error = %e, "projecting failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        break;
-                    }
+            let _keep = keep;
+            std::future::pending::<()>().await
+        })
+    }
+
+    async fn run(self) {
+        let runner = loop {
+            match self.db.with_own_read_model_connections().await {
+                Ok(db) => break ProjectionRunner { db, ..self },
+                Err(e) => {
+                    tracing::warn!(error = %e, "projection runner: cannot connect; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
-        })
+        };
+        loop {
+            let start = match runner.catch_up(|_| {}).await {
+                Ok(position) => position,
+                Err(e) => {
+                    tracing::warn!(error = %e, "projecting failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut wakeups = Box::pin(runner.store.subscribe(start).ready_chunks(BATCH as usize));
+            while let Some(mut batch) = wakeups.next().await {
+                // Under load, let events gather so that one transaction
+                // projects many.
+                tokio::time::sleep(COALESCE).await;
+                // Unconstrained: under tokio's cooperative budget the
+                // subscription reports "not ready" after ~128 events,
+                // which held the runner below the rate of the token
+                // endpoint until it lagged and read everything back.
+                while let Some(Some(more)) = tokio::task::unconstrained(wakeups.next()).now_or_never() {
+                    batch.extend(more);
+                }
+                let Ok(ready) = batch.into_iter().collect::<Result<Vec<_>, _>>() else { break };
+                if let Err(e) = runner.catch_up_with(ready, |_| {}).await {
+                    tracing::warn!(error = %e, "projecting failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
     }
 
     /// Empties every read model and replays the whole log into it.
@@ -265,6 +307,21 @@ impl ProjectionRunner {
             }
         }
         Ok(out)
+    }
+}
+
+/// Lowers the calling thread's CPU priority (Linux: nice is per thread)
+/// so that the latency-bound endpoints win a contended core; elsewhere a
+/// no-op.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscall on the calling thread; failure only leaves
+        // the priority as it was.
+        let lowered = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+        if lowered != 0 {
+            tracing::debug!("could not lower the projection runner's priority");
+        }
     }
 }
 
