@@ -28,6 +28,10 @@ pub struct ProjectionRunner {
     reached: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
+fn statement_failed(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(format!("projection statement failed: {}", crate::db::one_line(&e)))
+}
+
 /// A transaction on either backend.
 enum Tx {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
@@ -52,7 +56,7 @@ impl Tx {
             Tx::Sqlite(tx) => bind_args!(sqlx::query(stmt.sql), &stmt.args).execute(&mut **tx).await.map(|_| ()),
             Tx::Postgres(tx) => bind_args!(sqlx::query(stmt.sql), &stmt.args).execute(&mut **tx).await.map(|_| ()),
         }
-        .map_err(|e| StoreError::Unavailable(format!("projection statement failed: {}", crate::db::one_line(&e))))
+        .map_err(statement_failed)
     }
 
     async fn exec_sql(&mut self, sql: String, args: &[Arg]) -> Result<(), StoreError> {
@@ -61,7 +65,7 @@ impl Tx {
             Tx::Sqlite(tx) => bind_args!(sqlx::query(sql), args).execute(&mut **tx).await.map(|_| ()),
             Tx::Postgres(tx) => bind_args!(sqlx::query(sql), args).execute(&mut **tx).await.map(|_| ()),
         }
-        .map_err(|e| StoreError::Unavailable(format!("projection statement failed: {}", crate::db::one_line(&e))))
+        .map_err(statement_failed)
     }
 
     /// Runs `sql` with one array per column (PostgreSQL only).
@@ -77,11 +81,7 @@ impl Tx {
                 Column::Bool(values) => query.bind(values),
             };
         }
-        query
-            .execute(&mut **tx)
-            .await
-            .map(|_| ())
-            .map_err(|e| StoreError::Unavailable(format!("projection statement failed: {}", crate::db::one_line(&e))))
+        query.execute(&mut **tx).await.map(|_| ()).map_err(statement_failed)
     }
 
     async fn checkpoints(&mut self) -> Result<HashMap<String, i64>, StoreError> {
@@ -170,11 +170,11 @@ impl ProjectionRunner {
             // go: on a blocking thread, not on a runtime worker that the
             // event store's writer may be waiting for.
             let seen: Vec<i64> = self.projections.iter().map(|p| of(p.as_ref())).collect();
-            let (projections, batch) = (self.projections.clone(), events.clone());
+            let (projections, batch, seen_by_each) = (self.projections.clone(), events.clone(), seen.clone());
             let planned = tokio::task::spawn_blocking(move || {
                 projections
                     .iter()
-                    .zip(seen)
+                    .zip(seen_by_each)
                     .map(|(p, seen)| {
                         let mut stmts = Vec::new();
                         for event in batch.iter().filter(|e| e.position > seen) {
@@ -186,8 +186,7 @@ impl ProjectionRunner {
             })
             .await
             .map_err(|e| StoreError::Unavailable(format!("projecting a batch stopped: {e}")))??;
-            for (p, stmts) in self.projections.iter().zip(planned) {
-                let seen = of(p.as_ref());
+            for ((p, stmts), seen) in self.projections.iter().zip(planned).zip(seen) {
                 exec_batched(&mut tx, stmts).await?;
                 tx.exec(&Stmt::new(
                     "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = $2",
@@ -508,6 +507,42 @@ enum Column {
     Bool(Vec<bool>),
 }
 
+impl Column {
+    /// An empty column for values like `arg`.
+    fn like(arg: &Arg, capacity: usize) -> Column {
+        match arg {
+            Arg::Text(_) | Arg::OptText(_) => Column::Text(Vec::with_capacity(capacity)),
+            Arg::Int(_) => Column::Int(Vec::with_capacity(capacity)),
+            Arg::Bool(_) => Column::Bool(Vec::with_capacity(capacity)),
+        }
+    }
+
+    fn accepts(&self, arg: &Arg) -> bool {
+        matches!(
+            (self, arg),
+            (Column::Text(_), Arg::Text(_) | Arg::OptText(_)) | (Column::Int(_), Arg::Int(_)) | (Column::Bool(_), Arg::Bool(_))
+        )
+    }
+
+    fn push(&mut self, arg: Arg) {
+        match (self, arg) {
+            (Column::Text(c), Arg::Text(s)) => c.push(Some(s)),
+            (Column::Text(c), Arg::OptText(s)) => c.push(s),
+            (Column::Int(c), Arg::Int(i)) => c.push(i),
+            (Column::Bool(c), Arg::Bool(b)) => c.push(b),
+            _ => {} // callers check `accepts` first
+        }
+    }
+
+    fn sql_type(&self) -> &'static str {
+        match self {
+            Column::Text(_) => "text",
+            Column::Int(_) => "bigint",
+            Column::Bool(_) => "boolean",
+        }
+    }
+}
+
 /// The rows as one `INSERT … SELECT … FROM UNNEST($1::text[], …)` on
 /// PostgreSQL: one parameter per column whatever the number of rows, so the
 /// statement has a single shape and a plan of a few nodes. A multi-row
@@ -515,34 +550,19 @@ enum Column {
 /// statement), copying hundreds of expressions each time. The rows come
 /// back untouched when they do not bind the same kinds of values.
 fn unnest_insert(prefix: &str, row: &str, per_row: usize, rows: Vec<Vec<Arg>>) -> Result<(String, Vec<Column>), Vec<Vec<Arg>>> {
-    let kind = |arg: &Arg| match arg {
-        Arg::Text(_) | Arg::OptText(_) => "text",
-        Arg::Int(_) => "bigint",
-        Arg::Bool(_) => "boolean",
+    let mut columns: Vec<Column> = match rows.first() {
+        Some(first) => first.iter().map(|arg| Column::like(arg, rows.len())).collect(),
+        None => return Err(rows),
     };
-    let Some(kinds) = rows.first().map(|first| first.iter().map(kind).collect::<Vec<_>>()) else { return Err(rows) };
     let select = row.strip_prefix('(').and_then(|r| r.strip_suffix(')'));
     let (Some(table), Some(select)) = (prefix.strip_suffix("VALUES"), select) else { return Err(rows) };
-    if kinds.len() != per_row || rows.iter().any(|values| !values.iter().map(kind).eq(kinds.iter().copied())) {
+    let fits = |values: &Vec<Arg>| values.len() == per_row && columns.iter().zip(values).all(|(c, v)| c.accepts(v));
+    if columns.len() != per_row || !rows.iter().all(fits) {
         return Err(rows);
     }
-    let mut columns: Vec<Column> = kinds
-        .iter()
-        .map(|k| match *k {
-            "bigint" => Column::Int(Vec::with_capacity(rows.len())),
-            "boolean" => Column::Bool(Vec::with_capacity(rows.len())),
-            _ => Column::Text(Vec::with_capacity(rows.len())),
-        })
-        .collect();
     for values in rows {
         for (column, value) in columns.iter_mut().zip(values) {
-            match (column, value) {
-                (Column::Text(c), Arg::Text(s)) => c.push(Some(s)),
-                (Column::Text(c), Arg::OptText(s)) => c.push(s),
-                (Column::Int(c), Arg::Int(i)) => c.push(i),
-                (Column::Bool(c), Arg::Bool(b)) => c.push(b),
-                _ => {} // the kinds were checked above
-            }
+            column.push(value);
         }
     }
     // `$N` → `u.cN`; the longer numbers first, so that `$1` does not eat `$12`.
@@ -550,7 +570,7 @@ fn unnest_insert(prefix: &str, row: &str, per_row: usize, rows: Vec<Vec<Arg>>) -
     for n in (1..=per_row).rev() {
         select = select.replace(&format!("${n}"), &format!("u.c{n}"));
     }
-    let arrays: Vec<String> = kinds.iter().enumerate().map(|(i, k)| format!("${}::{k}[]", i + 1)).collect();
+    let arrays: Vec<String> = columns.iter().enumerate().map(|(i, c)| format!("${}::{}[]", i + 1, c.sql_type())).collect();
     let names: Vec<String> = (1..=per_row).map(|n| format!("c{n}")).collect();
     let text = format!("{table}SELECT {select} FROM UNNEST({}) AS u({})", arrays.join(", "), names.join(", "));
     Ok((text, columns))

@@ -82,6 +82,15 @@ async fn count(db: &Db, sql: &'static str) -> i64 {
     }
 }
 
+/// Waits until a spawned runner has projected the log up to `head`.
+async fn wait_until_projected(runner: &ProjectionRunner, head: i64) {
+    eventually("projections to reach the head", Duration::from_secs(10), || {
+        let runner = runner.clone();
+        async move { (runner.position().await.ok()? == head).then_some(()) }
+    })
+    .await;
+}
+
 #[actix_web::test]
 async fn live_read_models_follow_the_log() {
     for tdb in backends().await {
@@ -90,11 +99,7 @@ async fn live_read_models_follow_the_log() {
         runner.clone().spawn();
         let (_user, _grant) = history(&store).await;
         let head = store.head().await.unwrap();
-        eventually("projections to reach the head", Duration::from_secs(10), || {
-            let runner = runner.clone();
-            async move { (runner.position().await.ok()? == head).then_some(()) }
-        })
-        .await;
+        wait_until_projected(&runner, head).await;
         assert_eq!(count(&db, "SELECT COUNT(*) FROM audit_trail").await, head, "{}: one audit row per event", tdb.backend);
         assert_eq!(count(&db, "SELECT COUNT(*) FROM clients WHERE client_id = 'admin' AND disabled = FALSE").await, 1);
         assert_eq!(count(&db, "SELECT COUNT(*) FROM users WHERE username = 'bob'").await, 1);
@@ -137,9 +142,8 @@ async fn read_models_emptied_by_a_crash_are_replayed_from_the_log() {
         let runner = ProjectionRunner::new(db.clone(), store.clone());
         runner.clone().spawn();
         history(&store).await;
-        let at_head = |runner: ProjectionRunner, head: i64| async move { (runner.position().await.ok()? == head).then_some(()) };
         let head = store.head().await.unwrap();
-        eventually("projections to reach the head", Duration::from_secs(10), || at_head(runner.clone(), head)).await;
+        wait_until_projected(&runner, head).await;
         assert!(runner.wait_for(head, Duration::from_millis(10)).await);
         let before = runner.dump().await.unwrap();
         // What PostgreSQL's crash recovery does to unlogged tables: all of
@@ -175,7 +179,7 @@ async fn read_models_emptied_by_a_crash_are_replayed_from_the_log() {
         };
         users.execute(&user_id, register, CommandContext::by(Actor::client("admin"))).await.unwrap();
         let head = store.head().await.unwrap();
-        eventually("the read models to be replayed", Duration::from_secs(10), || at_head(runner.clone(), head)).await;
+        wait_until_projected(&runner, head).await;
         assert!(runner.wait_for(head, Duration::from_secs(1)).await);
         let after = runner.dump().await.unwrap();
         assert_eq!(count(&db, "SELECT COUNT(*) FROM audit_trail").await, head, "{}: one audit row per event", tdb.backend);
