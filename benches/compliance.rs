@@ -241,6 +241,7 @@ fn main() {
             admin_client_id: None,
             admin_client_secret: None,
             workers: 2,
+            appends_in_flight: 1,
             lifetimes: Default::default(),
         };
         let app = Application::build_with_listener(config, listener).await.expect("app");

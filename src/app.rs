@@ -64,9 +64,15 @@ pub struct Application {
 
 /// Connects and migrates, ready for the log.
 pub async fn open(database_url: &str) -> Result<(Db, EventStore), AppError> {
+    open_pipelined(database_url, 1).await
+}
+
+/// [`open`] with up to `appends_in_flight` append batches committing at once
+/// (PostgreSQL only).
+pub async fn open_pipelined(database_url: &str, appends_in_flight: usize) -> Result<(Db, EventStore), AppError> {
     let db = Db::connect(database_url).await?;
     db.migrate().await?;
-    let store = EventStore::open(&db).await?;
+    let store = EventStore::open_pipelined(&db, appends_in_flight).await?;
     Ok((db, store))
 }
 
@@ -91,7 +97,7 @@ impl Application {
     }
 
     pub async fn build_with_listener(config: ServeConfig, listener: TcpListener) -> Result<Application, AppError> {
-        let (db, store) = open(&config.database_url).await?;
+        let (db, store) = open_pipelined(&config.database_url, config.appends_in_flight).await?;
         let master = MasterKey::load(&config.master_key)?;
         let init = match setup::installation(&store).await? {
             Some(_) => None,

@@ -51,6 +51,10 @@ pub enum Command {
         /// HTTP worker threads (default: one per core).
         #[arg(long, env = "GRANTD_WORKERS")]
         workers: Option<usize>,
+        /// PostgreSQL: append batches committing at once. 1 suits a database
+        /// on the same machine; 2 hides the round trip to a distant one.
+        #[arg(long, env = "GRANTD_APPENDS_IN_FLIGHT", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4))]
+        appends_in_flight: u16,
         /// Access token lifetime in seconds.
         #[arg(long, env = "GRANTD_ACCESS_TOKEN_TTL", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=86_400))]
         access_token_ttl: u32,
@@ -183,7 +187,17 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, AppError> {
     let master_source = || config::master_key_source(cli.master_key_file.clone(), &database_url);
     let key_error = |e: String| AppError::Key(crate::keys::KeyError::Master(e));
     match cli.command {
-        Command::Serve { bind, issuer, admin_client_id, admin_client_secret, workers, access_token_ttl, code_ttl, refresh_token_ttl } => {
+        Command::Serve {
+            bind,
+            issuer,
+            admin_client_id,
+            admin_client_secret,
+            workers,
+            appends_in_flight,
+            access_token_ttl,
+            code_ttl,
+            refresh_token_ttl,
+        } => {
             let issuer = issuer.unwrap_or_else(|| format!("http://{bind}")).trim_end_matches('/').to_string();
             let config = ServeConfig {
                 database_url: database_url.clone(),
@@ -193,6 +207,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, AppError> {
                 admin_client_id,
                 admin_client_secret,
                 workers: workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                appends_in_flight: usize::from(appends_in_flight),
                 lifetimes: crate::issuance::Lifetimes {
                     access: chrono::Duration::seconds(access_token_ttl as i64),
                     code: chrono::Duration::seconds(code_ttl as i64),

@@ -19,6 +19,8 @@ pub struct ServeConfig {
     pub admin_client_secret: Option<String>,
     /// HTTP worker threads (default: one per core).
     pub workers: usize,
+    /// PostgreSQL: append batches committing at once (default 1).
+    pub appends_in_flight: usize,
     pub lifetimes: crate::issuance::Lifetimes,
 }
 

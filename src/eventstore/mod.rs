@@ -369,9 +369,15 @@ impl EventStore {
     /// Opens the store on a migrated database and starts its writer and
     /// follower tasks on the current tokio runtime.
     pub async fn open(db: &Db) -> Result<EventStore, StoreError> {
+        Self::open_pipelined(db, 1).await
+    }
+
+    /// [`EventStore::open`] with up to `appends_in_flight` append batches
+    /// committing at once on PostgreSQL (SQLite commits one at a time).
+    pub async fn open_pipelined(db: &Db, appends_in_flight: usize) -> Result<EventStore, StoreError> {
         let backend: Arc<dyn Backend> = match db {
             Db::Sqlite { pool, options, .. } => Arc::new(sqlite::SqliteBackend::open(pool.clone(), options.as_ref().clone()).await?),
-            Db::Postgres { pool, .. } => Arc::new(postgres::PostgresBackend::new(pool.clone())),
+            Db::Postgres { pool, .. } => Arc::new(postgres::PostgresBackend::new(pool.clone(), appends_in_flight)),
         };
         let poll = if db.is_postgres() { Duration::from_millis(1000) } else { Duration::from_millis(250) };
         Self::with_backend(backend, poll).await

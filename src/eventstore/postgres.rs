@@ -12,9 +12,18 @@
 //! commits by itself) takes the lock, checks the guess and inserts — or
 //! returns the actual head and versions to prepare again. Four round trips
 //! per batch (begin, lock, insert, commit) had made the commit, not the
-//! machine, the limit of the token endpoint. Two batches may be in flight:
-//! the second is prepared on the head the first will produce and waits for
-//! it at the lock; if the first fails, the second's check fails too.
+//! machine, the limit of the token endpoint.
+//!
+//! The appends go over connections of their own (one per batch in flight),
+//! not the shared pool: one backend process that stays warm, instead of
+//! whichever of sixteen the pool hands out (measured on two cores: 15–20 %
+//! more tokens per second, a tenth less CPU in PostgreSQL per token). One
+//! batch in flight is the default: on a machine that also runs PostgreSQL,
+//! a second batch halves the batches without shortening any commit, and
+//! every batch costs as much again in both processes. Where the database
+//! is a network hop away, two hide the round trip: the second is prepared
+//! on the head the first will produce and waits for it at the lock; if the
+//! first fails, the second's check fails too.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,7 +33,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::Shared;
 use sqlx::Row;
-use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
 use tokio::sync::{mpsc, oneshot};
 
 use super::hash::{GENESIS, Hash};
@@ -41,12 +50,11 @@ const SELECT: &str = "SELECT position, stream_id, stream_version, event_type, sc
 /// One-statement attempts before a batch falls back to the transaction
 /// that cannot miss (other nodes appending all the time).
 const GUESSES: usize = 3;
-/// Batches committing at once: one at the lock or writing the WAL, the next
-/// already on its way.
-const IN_FLIGHT: usize = 2;
-
 pub struct PostgresBackend {
     pool: PgPool,
+    /// The appends' own connections, one per batch in flight.
+    appends: PgPool,
+    in_flight: usize,
     /// Where the next batch goes: after the last one prepared.
     chain: std::sync::Mutex<Chain>,
     /// Names this process in its commit announcements, which it need not
@@ -70,8 +78,14 @@ type Verdict = Vec<(Option<String>, i64, Option<Vec<u8>>)>;
 type LogState = ((i64, Hash), HashMap<String, i64>);
 
 impl PostgresBackend {
-    pub fn new(pool: PgPool) -> Self {
-        PostgresBackend { pool, chain: Default::default(), origin: uuid::Uuid::new_v4().simple().to_string() }
+    /// `in_flight`: batches committing at once (see the module documentation).
+    pub fn new(pool: PgPool, in_flight: usize) -> Self {
+        let in_flight = in_flight.max(1);
+        let appends = PgPoolOptions::new()
+            .max_connections(u32::try_from(in_flight).unwrap_or(u32::MAX))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with((*pool.connect_options()).clone());
+        PostgresBackend { pool, appends, in_flight, chain: Default::default(), origin: uuid::Uuid::new_v4().simple().to_string() }
     }
 
     fn remember_head(&self, head: Option<(i64, Hash)>) {
@@ -103,7 +117,7 @@ impl PostgresBackend {
             let (rows, outcomes) = prepare_batch(batch, head, &versions, recorded_at);
             // The next batch builds on this one, even before it lands.
             self.remember_head(Some(rows.last().map_or(head, |r| (r.position, r.hash))));
-            match append_if_current(&self.pool, head, &versions, &rows, recorded_at, &self.origin).await? {
+            match append_if_current(&self.appends, head, &versions, &rows, recorded_at, &self.origin).await? {
                 None => return Ok(append_results(rows, outcomes, recorded_at)),
                 // Overtook the batch it builds on at the lock: wait for that
                 // one and try the same guess again.
@@ -128,7 +142,7 @@ impl PostgresBackend {
         let mut streams: Vec<&str> = batch.iter().flatten().map(|w| w.stream_id.as_str()).collect();
         streams.sort_unstable();
         streams.dedup();
-        let mut tx = self.pool.begin().await.map_err(StoreError::db)?;
+        let mut tx = self.appends.begin().await.map_err(StoreError::db)?;
         let heads: Verdict = sqlx::query_as("SELECT * FROM grantd_lock_and_read_heads($1, $2)")
             .bind(APPEND_LOCK)
             .bind(&streams)
@@ -216,7 +230,7 @@ impl Backend for PostgresBackend {
     }
 
     fn commits_in_flight(&self) -> usize {
-        IN_FLIGHT
+        self.in_flight
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError> {

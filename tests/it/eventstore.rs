@@ -12,7 +12,7 @@ use grantd::eventstore::{CommandContext, EventStore, ExpectedVersion, NewEvent, 
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{TestDb, backends};
+use crate::helpers::{TestDb, backends, backends_and_pipelined_postgres};
 
 fn event(n: i64) -> NewEvent {
     NewEvent {
@@ -102,7 +102,7 @@ async fn multi_stream_appends_are_all_or_nothing() {
 
 #[actix_web::test]
 async fn concurrent_appends_share_transactions_and_conflicts_stay_private() {
-    for tdb in backends().await {
+    for tdb in backends_and_pipelined_postgres().await {
         let (_db, store) = tdb.store().await;
         // 200 appends to distinct streams plus 20 racing to create one stream.
         let mut tasks = Vec::new();
@@ -170,7 +170,7 @@ async fn subscription_catches_up_then_follows_without_gap_or_duplicate() {
 
 #[actix_web::test]
 async fn readers_never_see_a_position_appear_below_one_they_saw() {
-    for tdb in backends().await {
+    for tdb in backends_and_pipelined_postgres().await {
         // Two stores on one database: two nodes (or processes) writing at once.
         let (_db1, node1) = tdb.store().await;
         let (_db2, node2) = tdb.store().await;
@@ -321,7 +321,7 @@ async fn unreachable_databases_fail_with_the_url_but_not_the_password() {
 
 #[actix_web::test]
 async fn two_stores_on_one_log_continue_the_same_chain() {
-    for tdb in backends().await {
+    for tdb in backends_and_pipelined_postgres().await {
         let (_d1, a) = tdb.store().await;
         let (_d2, b) = tdb.store().await;
         for i in 0..10 {
@@ -337,7 +337,7 @@ async fn two_stores_on_one_log_continue_the_same_chain() {
 /// moved on, the expectations are still judged against the actual log.
 #[actix_web::test]
 async fn expectations_are_judged_against_appends_of_another_store() {
-    for tdb in backends().await {
+    for tdb in backends_and_pipelined_postgres().await {
         let (_d1, a) = tdb.store().await;
         let (_d2, b) = tdb.store().await;
         a.append_to("shared", ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();

@@ -10,6 +10,8 @@ use grantd::eventstore::EventStore;
 pub struct TestDb {
     pub url: String,
     pub backend: &'static str,
+    /// Append batches committing at once (PostgreSQL; see `EventStore::open_pipelined`).
+    pub appends_in_flight: usize,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -30,7 +32,7 @@ impl TestDb {
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("grantd.db").display());
-        TestDb { url, backend: "sqlite", _dir: Some(dir) }
+        TestDb { url, backend: "sqlite", appends_in_flight: 1, _dir: Some(dir) }
     }
 
     pub async fn postgres(admin_url: &str) -> TestDb {
@@ -40,7 +42,7 @@ impl TestDb {
         admin.close().await;
         let mut url = url::Url::parse(admin_url).expect("admin url");
         url.set_path(&name);
-        TestDb { url: url.to_string(), backend: "postgres", _dir: None }
+        TestDb { url: url.to_string(), backend: "postgres", appends_in_flight: 1, _dir: None }
     }
 
     /// A connected, migrated database.
@@ -52,7 +54,7 @@ impl TestDb {
 
     pub async fn store(&self) -> (Db, EventStore) {
         let db = self.open().await;
-        let store = EventStore::open(&db).await.expect("open store");
+        let store = EventStore::open_pipelined(&db, self.appends_in_flight).await.expect("open store");
         (db, store)
     }
 }
@@ -63,6 +65,16 @@ pub async fn backends() -> Vec<TestDb> {
     let mut dbs = vec![TestDb::sqlite().await];
     if let Some(admin) = postgres_admin_url() {
         dbs.push(TestDb::postgres(&admin).await);
+    }
+    dbs
+}
+
+/// [`backends`], plus PostgreSQL again with two append batches in flight,
+/// the setting for a database a network hop away.
+pub async fn backends_and_pipelined_postgres() -> Vec<TestDb> {
+    let mut dbs = backends().await;
+    if let Some(admin) = postgres_admin_url() {
+        dbs.push(TestDb { appends_in_flight: 2, ..TestDb::postgres(&admin).await });
     }
     dbs
 }

@@ -49,6 +49,7 @@ impl TestApp {
             admin_client_id: Some(ADMIN_ID.into()),
             admin_client_secret: Some(ADMIN_SECRET.into()),
             workers: 2,
+            appends_in_flight: 1,
             lifetimes: Default::default(),
         };
         let app = Application::build_with_listener(config, listener).await.expect("build app");
