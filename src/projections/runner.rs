@@ -14,8 +14,12 @@ use crate::db::Db;
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 const BATCH: i64 = 1000;
-/// How long the runner lets new events gather before projecting them.
-const COALESCE: Duration = Duration::from_millis(20);
+/// How long the runner lets new events gather before projecting them. The
+/// batch it then projects is a burst of work in the database, and the
+/// burst's length, not the number of bursts, sets how long the appends that
+/// run beside it wait (PostgreSQL under client-credentials load, 64
+/// connections: token p99 7.8–10.6 ms at 5 ms, 9.5–10.7 ms at 20 ms).
+const COALESCE: Duration = Duration::from_millis(5);
 /// Arbitrary constant naming the projections' lock on PostgreSQL.
 const PROJECTION_LOCK: i64 = 0x6772_616e_7470;
 
