@@ -50,6 +50,7 @@ const SELECT: &str = "SELECT position, stream_id, stream_version, event_type, sc
 /// One-statement attempts before a batch falls back to the transaction
 /// that cannot miss (other nodes appending all the time).
 const GUESSES: usize = 3;
+
 pub struct PostgresBackend {
     pool: PgPool,
     /// The appends' own connections, one per batch in flight.
