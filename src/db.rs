@@ -6,6 +6,16 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+/// How long a caller waits for a pooled connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pool of `connections` of its own on the database of `pool`, opened on
+/// first use: for work that should keep the same backend process warm
+/// instead of taking whichever connection the shared pool hands out.
+pub(crate) fn own_postgres_connections(pool: &PgPool, connections: u32) -> PgPool {
+    PgPoolOptions::new().max_connections(connections).acquire_timeout(ACQUIRE_TIMEOUT).connect_lazy_with((*pool.connect_options()).clone())
+}
+
 /// A connection pool to one of the two supported backends.
 ///
 /// On SQLite the read models live in a second file beside the log
@@ -43,7 +53,7 @@ impl Db {
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options.clone())
                 .await
                 .map_err(|e| fail(&e))?;
@@ -53,7 +63,7 @@ impl Db {
             let read_options = options.clone().filename(read_models_file).synchronous(SqliteSynchronous::Normal);
             let read_models = SqlitePoolOptions::new()
                 .max_connections(4)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(read_options)
                 .await
                 .map_err(|e| fail(&e))?;
@@ -64,7 +74,7 @@ impl Db {
             let options = PgConnectOptions::from_str(url).map_err(|e| fail(&e))?.options([("plan_cache_mode", "force_custom_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
                 .await
                 .map_err(|e| fail(&e))?;
@@ -102,7 +112,7 @@ impl Db {
             Db::Sqlite { pool, read_models, options, url } => {
                 let read_models = SqlitePoolOptions::new()
                     .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with((*read_models.connect_options()).clone())
                     .await
                     .map_err(|e| DbError::Connect { url: url.clone(), reason: one_line(&e) })?;

@@ -33,13 +33,14 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::Shared;
 use sqlx::Row;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgListener, PgPool, PgRow};
 use tokio::sync::{mpsc, oneshot};
 
 use super::hash::{GENESIS, Hash};
 use super::{
     AppendResult, Backend, ExpectedVersion, PreparedRow, RawEvent, StoreError, StreamWrite, append_results, batch_time, prepare_batch,
 };
+use crate::db::own_postgres_connections;
 
 /// Arbitrary constant naming grantd's append lock ("grantd" in ASCII).
 const APPEND_LOCK: i64 = 0x6772_616e_7464;
@@ -55,7 +56,6 @@ pub struct PostgresBackend {
     pool: PgPool,
     /// The appends' own connections, one per batch in flight.
     appends: PgPool,
-    in_flight: usize,
     /// Where the next batch goes: after the last one prepared.
     chain: std::sync::Mutex<Chain>,
     /// Names this process in its commit announcements, which it need not
@@ -81,12 +81,8 @@ type LogState = ((i64, Hash), HashMap<String, i64>);
 impl PostgresBackend {
     /// `in_flight`: batches committing at once (see the module documentation).
     pub fn new(pool: PgPool, in_flight: usize) -> Self {
-        let in_flight = in_flight.max(1);
-        let appends = PgPoolOptions::new()
-            .max_connections(u32::try_from(in_flight).unwrap_or(u32::MAX))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with((*pool.connect_options()).clone());
-        PostgresBackend { pool, appends, in_flight, chain: Default::default(), origin: uuid::Uuid::new_v4().simple().to_string() }
+        let appends = own_postgres_connections(&pool, u32::try_from(in_flight).unwrap_or(u32::MAX).max(1));
+        PostgresBackend { pool, appends, chain: Default::default(), origin: uuid::Uuid::new_v4().simple().to_string() }
     }
 
     fn remember_head(&self, head: Option<(i64, Hash)>) {
@@ -231,7 +227,7 @@ impl Backend for PostgresBackend {
     }
 
     fn commits_in_flight(&self) -> usize {
-        self.in_flight
+        self.appends.options().get_max_connections() as usize
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError> {

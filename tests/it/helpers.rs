@@ -70,11 +70,11 @@ pub async fn backends() -> Vec<TestDb> {
 }
 
 /// [`backends`], plus PostgreSQL again with two append batches in flight,
-/// the setting for a database a network hop away.
+/// the setting for a database a network hop away (named apart in failures).
 pub async fn backends_and_pipelined_postgres() -> Vec<TestDb> {
     let mut dbs = backends().await;
     if let Some(admin) = postgres_admin_url() {
-        dbs.push(TestDb { appends_in_flight: 2, ..TestDb::postgres(&admin).await });
+        dbs.push(TestDb { appends_in_flight: 2, backend: "postgres, 2 appends in flight", ..TestDb::postgres(&admin).await });
     }
     dbs
 }
