@@ -62,11 +62,11 @@ async fn run(label: &str, url: &str, tasks: usize, per_task: usize) {
 }
 
 fn event(context: &CommandContext) -> NewEvent {
-    NewEvent {
-        event_id: uuid::Uuid::new_v4(),
-        event_type: "AccessTokenIssued".into(),
-        schema_version: 1,
-        payload: serde_json::json!({
+    NewEvent::new(
+        uuid::Uuid::new_v4(),
+        "AccessTokenIssued",
+        1,
+        serde_json::json!({
             "jti": uuid::Uuid::new_v4().to_string(),
             "grant_type": "client_credentials",
             "client_id": "bench",
@@ -76,8 +76,8 @@ fn event(context: &CommandContext) -> NewEvent {
             "issued_at": "2026-11-28T00:00:00Z",
             "expires_at": "2026-11-28T00:10:00Z",
         }),
-        context: context.clone(),
-    }
+        context.clone(),
+    )
 }
 
 fn main() {

@@ -104,11 +104,11 @@ fn token_batch(n: usize) -> Vec<Vec<StreamWrite>> {
     };
     (0..n)
         .map(|_| {
-            let event = NewEvent {
-                event_id: Uuid::new_v4(),
-                event_type: "AccessTokenIssued".into(),
-                schema_version: 1,
-                payload: serde_json::json!({
+            let event = NewEvent::new(
+                Uuid::new_v4(),
+                "AccessTokenIssued",
+                1,
+                serde_json::json!({
                     "jti": Uuid::new_v4().to_string(),
                     "grant_type": "client_credentials",
                     "client_id": "bench",
@@ -118,8 +118,8 @@ fn token_batch(n: usize) -> Vec<Vec<StreamWrite>> {
                     "issued_at": "2026-11-28T00:00:00Z",
                     "expires_at": "2026-11-28T00:10:00Z",
                 }),
-                context: context.clone(),
-            };
+                context.clone(),
+            );
             vec![StreamWrite { stream_id: format!("grant-{}", Uuid::new_v4()), expected: ExpectedVersion::NoStream, events: vec![event] }]
         })
         .collect()
@@ -152,13 +152,14 @@ fn revocation(c: &mut Criterion) {
         let grant_id = Uuid::new_v4().to_string();
         let event: GrantEvent = GrantRevoked { reason: RevocationReason::RevokedByClient }.into();
         let new = NewEvent::from_domain(&event, &context);
+        let payload = new.payload().clone();
         view.apply(&RecordedEvent {
             position: i as i64 + 1,
             stream_id: format!("grant-{grant_id}"),
             stream_version: 1,
             event_type: new.event_type,
             schema_version: new.schema_version,
-            payload: new.payload,
+            payload,
             metadata: EventMetadata { event_id: new.event_id, recorded_at, context: new.context },
             recorded_at,
             prev_hash: [0; 32],

@@ -3,17 +3,66 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 /// How long a caller waits for a pooled connection before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A pool of `connections` of its own on the database of `pool`, opened on
-/// first use: for work that should keep the same backend process warm
-/// instead of taking whichever connection the shared pool hands out.
-pub(crate) fn own_postgres_connections(pool: &PgPool, connections: u32) -> PgPool {
-    PgPoolOptions::new().max_connections(connections).acquire_timeout(ACQUIRE_TIMEOUT).connect_lazy_with((*pool.connect_options()).clone())
+/// PostgreSQL connections of their own on the database of a pool, held
+/// directly rather than in a sqlx pool, for work that should keep the same
+/// backend process warm instead of taking whichever connection the shared
+/// pool hands out. Not a sqlx pool because one pings a connection when it
+/// hands it out and again when it takes it back: two more round trips
+/// through a busy machine around every statement.
+pub(crate) struct OwnPostgresConnections {
+    options: PgConnectOptions,
+    slots: Vec<tokio::sync::Mutex<Option<PgConnection>>>,
+}
+
+/// A connection taken out of its slot while in use: unless
+/// [`HeldConnection::kept`], it is closed when dropped, so that one left in
+/// an unknown state (an error, or a future dropped mid-statement) is never
+/// used again; the slot opens a new one on its next use.
+pub(crate) struct HeldConnection<'a> {
+    slot: tokio::sync::MutexGuard<'a, Option<PgConnection>>,
+    pub connection: PgConnection,
+}
+
+impl HeldConnection<'_> {
+    /// Puts the connection back for the next use of its slot.
+    pub fn kept(mut self) {
+        *self.slot = Some(self.connection);
+    }
+}
+
+impl OwnPostgresConnections {
+    /// `connections` (at least one) on the database of `pool`, opened on first use.
+    pub fn new(pool: &PgPool, connections: usize) -> Self {
+        let slots = (0..connections.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect();
+        OwnPostgresConnections { options: (*pool.connect_options()).clone(), slots }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// A free connection (waiting for the first slot if none is), opened if
+    /// its slot has none.
+    pub async fn take(&self) -> Result<HeldConnection<'_>, sqlx::Error> {
+        let mut slot = match self.slots.iter().find_map(|slot| slot.try_lock().ok()) {
+            Some(slot) => slot,
+            None => self.slots[0].lock().await,
+        };
+        let connection = match slot.take() {
+            Some(connection) => connection,
+            None => tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&self.options))
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??,
+        };
+        Ok(HeldConnection { slot, connection })
+    }
 }
 
 /// A connection pool to one of the two supported backends.

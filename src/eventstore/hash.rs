@@ -3,6 +3,9 @@
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::CommandContext;
 
 pub type Hash = [u8; 32];
 
@@ -55,6 +58,44 @@ pub fn canonical_json(value: &Value) -> String {
     let mut out = String::new();
     write_canonical(value, &mut out);
     out
+}
+
+/// The canonical JSON of an event's metadata, exactly as [`canonical_json`]
+/// writes an `EventMetadata` made into a value, but without the value: it
+/// runs in the writer for every event of a batch. `recorded_at` is the
+/// batch time already in JSON. The keys, sorted: actor (id, kind),
+/// authentication, event_id, recorded_at, request_id, source_address.
+pub fn canonical_metadata(event_id: &Uuid, recorded_at: &str, context: &CommandContext) -> String {
+    let mut out = Vec::with_capacity(192);
+    out.extend_from_slice(b"{\"actor\":{\"id\":");
+    json_into(&mut out, &context.actor.id);
+    out.extend_from_slice(b",\"kind\":");
+    json_into(&mut out, &context.actor.kind);
+    out.push(b'}');
+    if let Some(authentication) = &context.authentication {
+        out.extend_from_slice(b",\"authentication\":");
+        json_into(&mut out, authentication);
+    }
+    out.extend_from_slice(b",\"event_id\":\"");
+    out.extend_from_slice(event_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes());
+    out.extend_from_slice(b"\",\"recorded_at\":");
+    out.extend_from_slice(recorded_at.as_bytes());
+    if let Some(request_id) = &context.request_id {
+        out.extend_from_slice(b",\"request_id\":");
+        json_into(&mut out, request_id);
+    }
+    if let Some(source_address) = &context.source_address {
+        out.extend_from_slice(b",\"source_address\":");
+        json_into(&mut out, source_address);
+    }
+    out.push(b'}');
+    // Only serde_json's output and UTF-8 text went in.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn json_into(out: &mut Vec<u8>, value: &impl serde::Serialize) {
+    // Writing a string or a unit enum variant into memory cannot fail.
+    let _ = serde_json::to_writer(out, value);
 }
 
 fn keys_sorted(value: &Value) -> bool {
@@ -111,6 +152,37 @@ mod tests {
         let mut out = String::new();
         write_canonical(&escaped, &mut out);
         assert_eq!(out, canonical_json(&escaped));
+    }
+
+    #[test]
+    fn metadata_is_written_as_canonical_json_writes_it() {
+        use crate::domain::Actor;
+        use crate::eventstore::EventMetadata;
+        let odd = "é \" \\ \n \u{1} \u{7f} 😀";
+        let contexts = [
+            CommandContext::system(),
+            CommandContext {
+                request_id: Some("req-1".into()),
+                source_address: Some("127.0.0.1".into()),
+                ..CommandContext::by(Actor::client("bench"))
+            },
+            CommandContext {
+                actor: Actor::user(odd),
+                request_id: Some(odd.into()),
+                source_address: Some("::1".into()),
+                authentication: Some("pwd".into()),
+            },
+            CommandContext { authentication: Some(odd.into()), ..CommandContext::by(Actor::client("c")) },
+        ];
+        for (i, context) in contexts.into_iter().enumerate() {
+            for recorded_at in ["2026-11-28T16:42:00.471452Z", "2026-11-28T16:42:00Z"] {
+                let recorded_at = recorded_at.parse().unwrap();
+                let metadata = EventMetadata { event_id: Uuid::from_u128(0xfeed + i as u128), recorded_at, context: context.clone() };
+                let expected = canonical_json(&serde_json::to_value(&metadata).unwrap());
+                let recorded_at_json = serde_json::to_string(&recorded_at).unwrap();
+                assert_eq!(canonical_metadata(&metadata.event_id, &recorded_at_json, &context), expected);
+            }
+        }
     }
 
     #[test]

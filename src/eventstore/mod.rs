@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::db::Db;
 use crate::domain::Actor;
-use hash::{Hash, HashInput, canonical_json, event_hash};
+use hash::{Hash, HashInput, canonical_json, canonical_metadata, event_hash};
 
 /// What a writer expects of a stream's current version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,19 +91,26 @@ pub struct NewEvent {
     pub event_id: Uuid,
     pub event_type: String,
     pub schema_version: i32,
-    pub payload: Value,
     pub context: CommandContext,
+    payload: Value,
+    /// `payload` as stored and hashed, written when the event is made:
+    /// by each caller, side by side, rather than by the writer for the
+    /// whole batch while the database waits for it.
+    canonical_payload: String,
 }
 
 impl NewEvent {
+    pub fn new(event_id: Uuid, event_type: impl Into<String>, schema_version: i32, payload: Value, context: CommandContext) -> Self {
+        let canonical_payload = canonical_json(&payload);
+        NewEvent { event_id, event_type: event_type.into(), schema_version, context, payload, canonical_payload }
+    }
+
     pub fn from_domain<E: crate::domain::DomainEvent>(event: &E, context: &CommandContext) -> Self {
-        NewEvent {
-            event_id: Uuid::new_v4(),
-            event_type: event.event_type().to_string(),
-            schema_version: event.schema_version(),
-            payload: event.to_payload(),
-            context: context.clone(),
-        }
+        NewEvent::new(Uuid::new_v4(), event.event_type(), event.schema_version(), event.to_payload(), context.clone())
+    }
+
+    pub fn payload(&self) -> &Value {
+        &self.payload
     }
 }
 
@@ -173,22 +180,36 @@ impl StoreError {
 /// The events of one append as recorded, shared with the live subscribers.
 pub type AppendResult = Result<Vec<Arc<RecordedEvent>>, StoreError>;
 
-/// A row ready for insertion, with its position, version and hash assigned.
+/// A row ready for insertion, with its position, version and hash
+/// assigned; the rest borrowed from its batch.
 #[derive(Debug, Clone)]
-pub struct PreparedRow {
+pub struct PreparedRow<'a> {
     pub position: i64,
-    pub stream_id: String,
+    pub stream_id: &'a str,
     pub stream_version: i64,
-    pub event_type: String,
+    pub event_type: &'a str,
     pub schema_version: i32,
-    pub payload: String,
+    pub payload: &'a str,
     pub metadata: String,
     pub prev_hash: Hash,
     pub hash: Hash,
-    /// The same payload and metadata as values, so that committed events
-    /// reach their subscribers without being parsed back from text.
-    pub payload_value: Value,
-    pub metadata_value: EventMetadata,
+}
+
+/// Where the events of a committed batch landed (position, stream version,
+/// previous hash, hash, in batch order), and what became of each append:
+/// with the batch itself, every caller's result ([`append_results`]).
+#[derive(Debug)]
+pub struct Landed {
+    places: Vec<(i64, i64, Hash, Hash)>,
+    outcomes: Vec<Result<std::ops::Range<usize>, StoreError>>,
+    recorded_at: DateTime<Utc>,
+}
+
+impl Landed {
+    pub fn new(rows: &[PreparedRow<'_>], outcomes: Vec<Result<std::ops::Range<usize>, StoreError>>, recorded_at: DateTime<Utc>) -> Self {
+        let places = rows.iter().map(|r| (r.position, r.stream_version, r.prev_hash, r.hash)).collect();
+        Landed { places, outcomes, recorded_at }
+    }
 }
 
 /// The SQL half of the store, one per database.
@@ -218,17 +239,18 @@ pub trait Backend: Send + Sync + 'static {
 /// Assigns positions, versions and hashes to the appends of one batch, given
 /// the log's head and the current versions of the streams it touches. Pure:
 /// both backends call it inside their transaction.
-pub fn prepare_batch(
-    batch: &[Vec<StreamWrite>],
+pub fn prepare_batch<'a>(
+    batch: &'a [Vec<StreamWrite>],
     head: (i64, Hash),
     versions: &HashMap<String, i64>,
     recorded_at: DateTime<Utc>,
-) -> (Vec<PreparedRow>, Vec<Result<std::ops::Range<usize>, StoreError>>) {
+) -> (Vec<PreparedRow<'a>>, Vec<Result<std::ops::Range<usize>, StoreError>>) {
     let (mut position, mut prev) = head;
     let mut versions = versions.clone();
     let mut rows = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
     let micros = recorded_at.timestamp_micros();
+    let recorded_at_json = serde_json::to_string(&recorded_at).unwrap_or_default();
     'jobs: for writes in batch {
         let mut local: HashMap<&str, i64> = HashMap::new();
         for w in writes {
@@ -245,9 +267,7 @@ pub fn prepare_batch(
             for e in &w.events {
                 position += 1;
                 version += 1;
-                let payload = canonical_json(&e.payload);
-                let metadata_value = EventMetadata { event_id: e.event_id, recorded_at, context: e.context.clone() };
-                let metadata = canonical_json(&serde_json::to_value(&metadata_value).unwrap_or(Value::Null));
+                let metadata = canonical_metadata(&e.event_id, &recorded_at_json, &e.context);
                 let hash = event_hash(
                     &prev,
                     &HashInput {
@@ -256,23 +276,21 @@ pub fn prepare_batch(
                         stream_version: version,
                         event_type: &e.event_type,
                         schema_version: e.schema_version,
-                        payload: &payload,
+                        payload: &e.canonical_payload,
                         metadata: &metadata,
                         recorded_at_micros: micros,
                     },
                 );
                 rows.push(PreparedRow {
                     position,
-                    stream_id: w.stream_id.clone(),
+                    stream_id: &w.stream_id,
                     stream_version: version,
-                    event_type: e.event_type.clone(),
+                    event_type: &e.event_type,
                     schema_version: e.schema_version,
-                    payload,
+                    payload: &e.canonical_payload,
                     metadata,
                     prev_hash: prev,
                     hash,
-                    payload_value: e.payload.clone(),
-                    metadata_value,
                 });
                 prev = hash;
             }
@@ -288,35 +306,48 @@ pub fn batch_time() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// What each append of a committed batch gets back: its events as recorded.
-pub fn append_results(
-    rows: Vec<PreparedRow>,
-    outcomes: Vec<Result<std::ops::Range<usize>, StoreError>>,
-    recorded_at: DateTime<Utc>,
-) -> Vec<AppendResult> {
-    let recorded: Vec<Arc<RecordedEvent>> = rows.into_iter().map(|r| Arc::new(recorded_from_prepared(r, recorded_at))).collect();
-    outcomes.into_iter().map(|o| o.map(|range| recorded[range].to_vec())).collect()
+/// What each append of a committed batch gets back: its events as recorded,
+/// made from the batch itself (moved, not copied) and where it landed.
+pub fn append_results(batch: Vec<Vec<StreamWrite>>, landed: Landed) -> Vec<AppendResult> {
+    let Landed { places, outcomes, recorded_at } = landed;
+    batch
+        .into_iter()
+        .zip(outcomes)
+        .map(|(writes, outcome)| {
+            let range = outcome?;
+            let events = writes.into_iter().flat_map(|w| {
+                let stream_id = w.stream_id;
+                w.events.into_iter().map(move |e| (stream_id.clone(), e))
+            });
+            let recorded = places.get(range).unwrap_or_default().iter().zip(events);
+            Ok(recorded.map(|(place, (stream_id, e))| Arc::new(recorded_event(*place, stream_id, e, recorded_at))).collect())
+        })
+        .collect()
 }
 
-/// Turns a prepared row back into the recorded event for its caller, upcast
-/// as a reader of the log would see it.
-fn recorded_from_prepared(r: PreparedRow, recorded_at: DateTime<Utc>) -> RecordedEvent {
+/// A new event as recorded, upcast as a reader of the log would see it.
+fn recorded_event(
+    (position, stream_version, prev_hash, hash): (i64, i64, Hash, Hash),
+    stream_id: String,
+    e: NewEvent,
+    recorded_at: DateTime<Utc>,
+) -> RecordedEvent {
     use crate::domain::upcast::{current_version, upcast};
     // Events written by this code are current: no copy of their payload.
-    let older = current_version(&r.event_type).is_some_and(|v| v != r.schema_version);
-    let upcast = if older { upcast(&r.event_type, r.schema_version, r.payload_value.clone()) } else { None };
-    let (schema_version, payload) = upcast.unwrap_or((r.schema_version, r.payload_value));
+    let older = current_version(&e.event_type).is_some_and(|v| v != e.schema_version);
+    let upcast = if older { upcast(&e.event_type, e.schema_version, e.payload.clone()) } else { None };
+    let (schema_version, payload) = upcast.unwrap_or((e.schema_version, e.payload));
     RecordedEvent {
-        position: r.position,
-        stream_id: r.stream_id,
-        stream_version: r.stream_version,
-        event_type: r.event_type,
+        position,
+        stream_id,
+        stream_version,
+        event_type: e.event_type,
         schema_version,
         payload,
-        metadata: r.metadata_value,
+        metadata: EventMetadata { event_id: e.event_id, recorded_at, context: e.context },
         recorded_at,
-        prev_hash: r.prev_hash,
-        hash: r.hash,
+        prev_hash,
+        hash,
     }
 }
 
@@ -709,12 +740,14 @@ mod tests {
             stream_id: stream.into(),
             expected,
             events: (0..n)
-                .map(|i| NewEvent {
-                    event_id: Uuid::from_u128(i as u128 + 1),
-                    event_type: "ConsentGranted".into(),
-                    schema_version: 1,
-                    payload: serde_json::json!({"i": i}),
-                    context: CommandContext::system(),
+                .map(|i| {
+                    NewEvent::new(
+                        Uuid::from_u128(i as u128 + 1),
+                        "ConsentGranted",
+                        1,
+                        serde_json::json!({"i": i}),
+                        CommandContext::system(),
+                    )
                 })
                 .collect(),
         }

@@ -17,7 +17,8 @@
 //! The appends go over connections of their own (one per batch in flight),
 //! not the shared pool: one backend process that stays warm, instead of
 //! whichever of sixteen the pool hands out (measured on two cores: 15–20 %
-//! more tokens per second, a tenth less CPU in PostgreSQL per token). One
+//! more tokens per second, a tenth less CPU in PostgreSQL per token), and
+//! held directly, without the pool's ping before and after every commit. One
 //! batch in flight is the default: on a machine that also runs PostgreSQL,
 //! a second batch halves the batches without shortening any commit, and
 //! every batch costs as much again in both processes. Where the database
@@ -32,15 +33,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::Shared;
+use sqlx::Connection;
 use sqlx::Row;
-use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::postgres::{PgConnection, PgListener, PgPool, PgRow};
 use tokio::sync::{mpsc, oneshot};
 
 use super::hash::{GENESIS, Hash};
 use super::{
-    AppendResult, Backend, ExpectedVersion, PreparedRow, RawEvent, StoreError, StreamWrite, append_results, batch_time, prepare_batch,
+    AppendResult, Backend, ExpectedVersion, Landed, PreparedRow, RawEvent, StoreError, StreamWrite, append_results, batch_time,
+    prepare_batch,
 };
-use crate::db::own_postgres_connections;
+use crate::db::OwnPostgresConnections;
 
 /// Arbitrary constant naming grantd's append lock ("grantd" in ASCII).
 const APPEND_LOCK: i64 = 0x6772_616e_7464;
@@ -55,7 +58,7 @@ const GUESSES: usize = 3;
 pub struct PostgresBackend {
     pool: PgPool,
     /// The appends' own connections, one per batch in flight.
-    appends: PgPool,
+    appends: OwnPostgresConnections,
     /// Where the next batch goes: after the last one prepared.
     chain: std::sync::Mutex<Chain>,
     /// Names this process in its commit announcements, which it need not
@@ -81,7 +84,7 @@ type LogState = ((i64, Hash), HashMap<String, i64>);
 impl PostgresBackend {
     /// `in_flight`: batches committing at once (see the module documentation).
     pub fn new(pool: PgPool, in_flight: usize) -> Self {
-        let appends = own_postgres_connections(&pool, u32::try_from(in_flight).unwrap_or(u32::MAX).max(1));
+        let appends = OwnPostgresConnections::new(&pool, in_flight);
         PostgresBackend { pool, appends, chain: Default::default(), origin: uuid::Uuid::new_v4().simple().to_string() }
     }
 
@@ -93,7 +96,7 @@ impl PostgresBackend {
 
     /// The batch in one statement, built on the head the batch before it
     /// produces (see the module documentation).
-    async fn commit_guessing(&self, batch: &[Vec<StreamWrite>]) -> Result<Vec<AppendResult>, StoreError> {
+    async fn commit_guessing(&self, connection: &mut PgConnection, batch: &[Vec<StreamWrite>]) -> Result<Landed, StoreError> {
         // Dropped (the batch finished, either way) when this returns.
         let (_finished, finished) = oneshot::channel::<()>();
         let (mut head, mut before) = match self.chain.lock() {
@@ -114,8 +117,8 @@ impl PostgresBackend {
             let (rows, outcomes) = prepare_batch(batch, head, &versions, recorded_at);
             // The next batch builds on this one, even before it lands.
             self.remember_head(Some(rows.last().map_or(head, |r| (r.position, r.hash))));
-            match append_if_current(&self.appends, head, &versions, &rows, recorded_at, &self.origin).await? {
-                None => return Ok(append_results(rows, outcomes, recorded_at)),
+            match append_if_current(&mut *connection, head, &versions, &rows, recorded_at, &self.origin).await? {
+                None => return Ok(Landed::new(&rows, outcomes, recorded_at)),
                 // Overtook the batch it builds on at the lock: wait for that
                 // one and try the same guess again.
                 Some((actual_head, _)) if actual_head.0 < head.0 && before.is_some() => {
@@ -130,16 +133,16 @@ impl PostgresBackend {
                 }
             }
         }
-        self.commit_locked(batch).await
+        self.commit_locked(connection, batch).await
     }
 
     /// The batch in a transaction that reads the head and the versions under
     /// the lock first: it cannot miss, at four round trips.
-    async fn commit_locked(&self, batch: &[Vec<StreamWrite>]) -> Result<Vec<AppendResult>, StoreError> {
+    async fn commit_locked(&self, connection: &mut PgConnection, batch: &[Vec<StreamWrite>]) -> Result<Landed, StoreError> {
         let mut streams: Vec<&str> = batch.iter().flatten().map(|w| w.stream_id.as_str()).collect();
         streams.sort_unstable();
         streams.dedup();
-        let mut tx = self.appends.begin().await.map_err(StoreError::db)?;
+        let mut tx = connection.begin().await.map_err(StoreError::db)?;
         let heads: Verdict = sqlx::query_as("SELECT * FROM grantd_lock_and_read_heads($1, $2)")
             .bind(APPEND_LOCK)
             .bind(&streams)
@@ -155,7 +158,7 @@ impl PostgresBackend {
         }
         tx.commit().await.map_err(StoreError::db)?;
         self.remember_head(Some(rows.last().map_or(head, |r| (r.position, r.hash))));
-        Ok(append_results(rows, outcomes, recorded_at))
+        Ok(Landed::new(&rows, outcomes, recorded_at))
     }
 }
 
@@ -166,7 +169,7 @@ async fn append_if_current<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     head: (i64, Hash),
     versions: &HashMap<String, i64>,
-    rows: &[PreparedRow],
+    rows: &[PreparedRow<'_>],
     recorded_at: DateTime<Utc>,
     origin: &str,
 ) -> Result<Option<LogState>, StoreError> {
@@ -181,11 +184,11 @@ async fn append_if_current<'e>(
     .bind(streams)
     .bind(expected)
     .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.stream_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.stream_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.stream_version).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_type).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.schema_version).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.payload.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.payload).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
     .bind(recorded_at)
     .bind(rows.iter().map(|r| &r.prev_hash[..]).collect::<Vec<_>>())
@@ -218,7 +221,16 @@ fn head_and_versions(rows: Verdict) -> Result<LogState, StoreError> {
 #[async_trait]
 impl Backend for PostgresBackend {
     async fn commit(&self, batch: Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError> {
-        let result = self.commit_guessing(&batch).await;
+        let result = match self.appends.take().await {
+            Ok(mut held) => {
+                let landed = self.commit_guessing(&mut held.connection, &batch).await;
+                if landed.is_ok() {
+                    held.kept();
+                }
+                landed.map(|landed| append_results(batch, landed))
+            }
+            Err(e) => Err(StoreError::db(e)),
+        };
         if result.is_err() {
             // The outcome may be unknown: guess nothing from it.
             self.remember_head(None);
@@ -227,7 +239,7 @@ impl Backend for PostgresBackend {
     }
 
     fn commits_in_flight(&self) -> usize {
-        self.appends.options().get_max_connections() as usize
+        self.appends.len()
     }
 
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError> {

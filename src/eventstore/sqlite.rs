@@ -21,7 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
 use tokio::sync::{mpsc, oneshot};
 
 use super::hash::{GENESIS, Hash};
-use super::{AppendResult, Backend, RawEvent, StoreError, StreamWrite, append_results, batch_time, prepare_batch};
+use super::{AppendResult, Backend, Landed, RawEvent, StoreError, StreamWrite, append_results, batch_time, prepare_batch};
 
 pub struct SqliteBackend {
     pool: SqlitePool,
@@ -50,7 +50,7 @@ impl SqliteBackend {
                     let _ = opened.send(Ok(()));
                     // Ends when the backend (the only sender) is dropped.
                     while let Ok(job) = jobs.recv() {
-                        let _ = job.reply.send(commit(&conn, &job.batch));
+                        let _ = job.reply.send(commit(&conn, job.batch));
                     }
                 }
                 Err(e) => {
@@ -83,16 +83,16 @@ fn open_writer(path: &Path) -> Result<rusqlite::Connection, StoreError> {
 }
 
 /// One batch in one transaction; a failed statement rolls all of it back.
-fn commit(conn: &rusqlite::Connection, batch: &[Vec<StreamWrite>]) -> Result<Vec<AppendResult>, StoreError> {
+fn commit(conn: &rusqlite::Connection, batch: Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::db)?;
-    let result = commit_in(conn, batch).and_then(|results| conn.execute_batch("COMMIT").map(|()| results).map_err(StoreError::db));
-    if result.is_err() {
+    let landed = commit_in(conn, &batch).and_then(|landed| conn.execute_batch("COMMIT").map(|()| landed).map_err(StoreError::db));
+    if landed.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    result
+    landed.map(|landed| append_results(batch, landed))
 }
 
-fn commit_in(conn: &rusqlite::Connection, batch: &[Vec<StreamWrite>]) -> Result<Vec<AppendResult>, StoreError> {
+fn commit_in(conn: &rusqlite::Connection, batch: &[Vec<StreamWrite>]) -> Result<Landed, StoreError> {
     let head: Option<(i64, Vec<u8>)> = conn
         .prepare_cached("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
         .and_then(|mut q| q.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
@@ -139,7 +139,7 @@ fn commit_in(conn: &rusqlite::Connection, batch: &[Vec<StreamWrite>]) -> Result<
             ])
             .map_err(StoreError::db)?;
     }
-    Ok(append_results(rows, outcomes, recorded_at))
+    Ok(Landed::new(&rows, outcomes, recorded_at))
 }
 
 #[async_trait]

@@ -15,18 +15,18 @@ use uuid::Uuid;
 use crate::helpers::{TestDb, backends, backends_and_pipelined_postgres};
 
 fn event(n: i64) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::new_v4(),
-        event_type: "ConsentScopesExtended".into(),
-        schema_version: 1,
-        payload: json!({"added": [format!("s{n}")], "scopes": [format!("s{n}")]}),
-        context: CommandContext {
+    NewEvent::new(
+        Uuid::new_v4(),
+        "ConsentScopesExtended",
+        1,
+        json!({"added": [format!("s{n}")], "scopes": [format!("s{n}")]}),
+        CommandContext {
             actor: Actor::client("tester"),
             request_id: Some(format!("req-{n}")),
             source_address: Some("127.0.0.1".into()),
             authentication: None,
         },
-    }
+    )
 }
 
 fn write(stream: &str, expected: ExpectedVersion, n: i64) -> StreamWrite {
@@ -277,14 +277,14 @@ async fn a_corrupt_row_fails_its_read_with_its_position() {
 async fn old_schema_versions_are_upcast_on_read_and_never_rewritten() {
     for tdb in backends().await {
         let (_db, store) = tdb.store().await;
-        let v1 = NewEvent {
-            event_id: Uuid::new_v4(),
-            event_type: "ClientRegistered".into(),
-            schema_version: 1,
-            payload: json!({"client_id": "legacy", "name": "Legacy", "redirect_uris": [], "grant_types": ["client_credentials"],
-                            "scopes": ["api"], "confidential": true, "first_party": false, "secret_hash": "00".repeat(32)}),
-            context: CommandContext::system(),
-        };
+        let v1 = NewEvent::new(
+            Uuid::new_v4(),
+            "ClientRegistered",
+            1,
+            json!({"client_id": "legacy", "name": "Legacy", "redirect_uris": [], "grant_types": ["client_credentials"],
+                   "scopes": ["api"], "confidential": true, "first_party": false, "secret_hash": "00".repeat(32)}),
+            CommandContext::system(),
+        );
         store.append_to("client-legacy", ExpectedVersion::NoStream, vec![v1]).await.unwrap();
         let read = &store.read_stream("client-legacy", 1).await.unwrap()[0];
         assert_eq!(read.schema_version, 2, "{}", tdb.backend);
