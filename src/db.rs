@@ -7,7 +7,8 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-/// How long a caller waits for a pooled connection before failing.
+/// How long a caller waits for a pooled connection, or for one of its own
+/// to open, before failing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// PostgreSQL connections of their own on the database of a pool, held

@@ -221,16 +221,14 @@ fn head_and_versions(rows: Verdict) -> Result<LogState, StoreError> {
 #[async_trait]
 impl Backend for PostgresBackend {
     async fn commit(&self, batch: Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError> {
-        let result = match self.appends.take().await {
-            Ok(mut held) => {
-                let landed = self.commit_guessing(&mut held.connection, &batch).await;
-                if landed.is_ok() {
-                    held.kept();
-                }
-                landed.map(|landed| append_results(batch, landed))
-            }
-            Err(e) => Err(StoreError::db(e)),
-        };
+        let landed = async {
+            let mut held = self.appends.take().await.map_err(StoreError::db)?;
+            let landed = self.commit_guessing(&mut held.connection, &batch).await?;
+            held.kept();
+            Ok(landed)
+        }
+        .await;
+        let result = landed.map(|landed| append_results(batch, landed));
         if result.is_err() {
             // The outcome may be unknown: guess nothing from it.
             self.remember_head(None);
