@@ -161,9 +161,27 @@ unset GRANTD_MASTER_KEY_FILE GRANTD_DATABASE_URL DATABASE_URL
 
 if [ "$DB_KIND" = postgres ]; then
   PG_DB="grantd_bench_$(date +%s)_$$"
-  psql "$PG_ADMIN_URL" -qAtc "CREATE DATABASE $PG_DB" >/dev/null || die "cannot create database $PG_DB with $PG_ADMIN_URL"
+  # PostgreSQL 15 copies the template through its buffers by default and
+  # leaves the new database's ~400 files to the next checkpoint, whose fsync
+  # of them then stalls the commits of the first measured run; FILE_COPY
+  # makes the database durable before the load starts (two checkpoints).
+  strategy=""
+  if [ "$(psql "$PG_ADMIN_URL" -qAtc 'SHOW server_version_num')" -ge 150000 ]; then strategy=" STRATEGY = FILE_COPY"; fi
+  psql "$PG_ADMIN_URL" -qAtc "CREATE DATABASE $PG_DB$strategy" >/dev/null || die "cannot create database $PG_DB with $PG_ADMIN_URL"
   DB_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$PG_ADMIN_URL" "$PG_DB")
   sql() { psql "$DB_URL" -qAtc "$1"; }
+  # Every token must be durable when answered: refuse a server that does not
+  # flush commits, and name the settings the write path depends on in the table.
+  [ "$(sql 'SHOW fsync')" = on ] || die "PostgreSQL runs with fsync = off: its commits are not durable"
+  [ "$(sql 'SHOW synchronous_commit')" != off ] || die "PostgreSQL runs with synchronous_commit = off: its commits are not durable"
+  PG_SETTINGS="PostgreSQL $(sql 'SHOW server_version' | cut -d' ' -f1)"
+  for name in max_wal_size checkpoint_timeout shared_buffers wal_sync_method; do
+    PG_SETTINGS="$PG_SETTINGS, $name $(sql "SHOW $name")"
+  done
+  log "$PG_SETTINGS"
+  if [ "$(sql "SELECT setting::bigint > 64 FROM pg_settings WHERE name = 'max_wal_size' AND unit = 'MB'")" = t ]; then
+    log "max_wal_size above 64MB: expect writeback stalls in the p99 under token load (README, \"PostgreSQL settings\")"
+  fi
 else
   DB_FILE=$BENCH_OUT/grantd.db
   rm -f "$DB_FILE" "$DB_FILE"-*
@@ -441,9 +459,9 @@ RSS_KB=$(awk '/^VmRSS:/{print $2}' "/proc/$GRANTD_PID/status")
 HWM_KB=$(awk '/^VmHWM:/{print $2}' "/proc/$GRANTD_PID/status")
 PEER_RSS_KB=$(awk '/^VmRSS:/{print $2}' "/proc/$PEER_PID/status")
 
-python3 - "$RESULTS" "$DB_KIND" "$DURATION_S" "$THREADS" "$RSS_KB" <<'PY'
+python3 - "$RESULTS" "$DB_KIND" "$DURATION_S" "$THREADS" "$RSS_KB" "${PG_SETTINGS:-}" <<'PY'
 import csv, sys
-path, db, duration, threads, rss_kb = sys.argv[1:6]
+path, db, duration, threads, rss_kb, pg_settings = sys.argv[1:7]
 rows = [r for r in csv.DictReader(open(path), delimiter="\t") if r["phase"] == "measure"]
 by = {(r["scenario"], r["server"], r["conns"]): r for r in rows}
 order = ["client_credentials", "introspection", "jwks", "refresh", "flow"]
@@ -464,6 +482,8 @@ for scenario, conns in keys:
     table.append([label[scenario], str(conns)] + cells(g) + cells(p) + [ratio])
 widths = [max(len(row[i]) for row in [head] + table) for i in range(len(head))]
 print(f"\ngrantd vs peer: {db}, wrk -t{threads}, {duration} s per run")
+if pg_settings:
+    print(pg_settings)
 fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
 print(fmt(head))
 print("  ".join("-" * w for w in widths))
