@@ -14,7 +14,7 @@
 # introspection jwks refresh flow"], GRANTD_PORT [18480], PEER_PORT [13000],
 # GRANTD_WORKERS [cores], REFRESH_POOL [2048 refresh tokens minted per run],
 # GRACE [2 s of wrk after the last request may start], SKIP_BUILD [0],
-# KEEP [0: 1 keeps the PostgreSQL database], BENCH_OUT [bench/.runs/<time>],
+# KEEP [0: 1 keeps the database, SQLite or PostgreSQL], BENCH_OUT [bench/.runs/<time>],
 # PEER_SRC [../shared/peer, beside the repository].
 set -euo pipefail
 
@@ -115,6 +115,8 @@ log "output in $BENCH_OUT"
 GRANTD_PID=""
 PEER_PID=""
 PG_DB=""
+DB_FILE=""
+remove_sqlite_files() { rm -f "$1" "$1"-* "$1".readmodels "$1".readmodels-*; }
 cleanup() {
   local status=$?
   set +e
@@ -123,6 +125,11 @@ cleanup() {
   done
   if [ -n "$PG_DB" ] && [ "$KEEP" != 1 ]; then
     psql "$PG_ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
+  fi
+  # A full run leaves ~1 GB of SQLite files; runs kept them all once, until
+  # the disk was nearly full and every run slowed down.
+  if [ -n "$DB_FILE" ] && [ "$KEEP" != 1 ]; then
+    remove_sqlite_files "$DB_FILE"
   fi
   exit "$status"
 }
@@ -184,7 +191,7 @@ if [ "$DB_KIND" = postgres ]; then
   fi
 else
   DB_FILE=$BENCH_OUT/grantd.db
-  rm -f "$DB_FILE" "$DB_FILE"-*
+  remove_sqlite_files "$DB_FILE"
   DB_URL="sqlite://$DB_FILE"
   sql() { sqlite3 "$DB_FILE" "$1"; }
 fi
