@@ -126,8 +126,7 @@ cleanup() {
   if [ -n "$PG_DB" ] && [ "$KEEP" != 1 ]; then
     psql "$PG_ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
   fi
-  # A full run leaves ~1 GB of SQLite files; runs kept them all once, until
-  # the disk was nearly full and every run slowed down.
+  # A full run leaves ~1 GB of SQLite files; kept, they filled the disk.
   if [ -n "$DB_FILE" ] && [ "$KEEP" != 1 ]; then
     remove_sqlite_files "$DB_FILE"
   fi
