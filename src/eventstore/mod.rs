@@ -234,6 +234,14 @@ pub trait Backend: Send + Sync + 'static {
     fn commits_in_flight(&self) -> usize {
         1
     }
+    /// Runs the group-commit loop on a thread of the backend's own, for a
+    /// backend whose commits block a thread anyway (SQLite): an append then
+    /// wakes the thread that commits it, and its caller is answered from
+    /// there, with no task in between. A backend whose commits are
+    /// asynchronous gives the queue back for [`writer`].
+    fn commit_on_own_thread(&self, queue: AppendQueue, committed: Committed) -> Result<(), (AppendQueue, Committed)> {
+        Err((queue, committed))
+    }
 }
 
 /// Assigns positions, versions and hashes to the appends of one batch, given
@@ -375,10 +383,15 @@ pub fn parse_raw(raw: RawEvent) -> Result<RecordedEvent, StoreError> {
     })
 }
 
-struct AppendJob {
+pub struct AppendJob {
     writes: Vec<StreamWrite>,
     reply: oneshot::Sender<AppendResult>,
 }
+
+/// The appends waiting for a batch, as the group-commit loop takes them.
+pub type AppendQueue = mpsc::Receiver<AppendJob>;
+/// Where the group-commit loop hands committed events to the follower.
+pub type Committed = mpsc::UnboundedSender<Vec<Arc<RecordedEvent>>>;
 
 /// Most events committed in one transaction.
 const MAX_BATCH_EVENTS: usize = 2048;
@@ -422,7 +435,9 @@ impl EventStore {
         let (live, _) = broadcast::channel(4_096);
         let (published_tx, published) = watch::channel(head);
         let (local_tx, local_rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(backend.clone(), append_rx, local_tx));
+        if let Err((append_rx, local_tx)) = backend.commit_on_own_thread(append_rx, local_tx) {
+            tokio::spawn(writer(backend.clone(), append_rx, local_tx));
+        }
         let remote = backend.listen().await;
         tokio::spawn(follower(backend.clone(), head, local_rx, remote, live.clone(), published_tx, poll));
         Ok(EventStore { backend, appends: append_tx, live, published })
@@ -580,7 +595,7 @@ impl Subscription {
 /// transaction, answers each caller, and hands the events to the follower.
 /// Where the backend allows, the next batch is gathered and sent while the
 /// last one commits; answers still go out in batch order.
-async fn writer(backend: Arc<dyn Backend>, mut jobs: mpsc::Receiver<AppendJob>, committed: mpsc::UnboundedSender<Vec<Arc<RecordedEvent>>>) {
+async fn writer(backend: Arc<dyn Backend>, mut jobs: AppendQueue, committed: Committed) {
     let depth = backend.commits_in_flight().max(1);
     let mut in_flight = FuturesOrdered::new();
     // Callers answered by the last commit usually append again at once; a
@@ -608,6 +623,31 @@ async fn writer(backend: Arc<dyn Backend>, mut jobs: mpsc::Receiver<AppendJob>, 
         }
     }
     while let Some((replies, result)) = in_flight.next().await {
+        answer(replies, result, &committed);
+    }
+}
+
+/// The group-commit loop on a thread whose `commit` blocks it: takes every
+/// append waiting (no wait for more: the appends that arrive during one
+/// commit make the next batch), commits them, answers each caller and hands
+/// the events to the follower. Returns when every sender is gone.
+pub fn group_commit_blocking(
+    mut queue: AppendQueue,
+    committed: Committed,
+    mut commit: impl FnMut(Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError>,
+) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut size = first.writes.iter().map(|w| w.events.len()).sum::<usize>();
+        let mut batch = vec![first];
+        while size < MAX_BATCH_EVENTS {
+            let Ok(job) = queue.try_recv() else { break };
+            size += job.writes.iter().map(|w| w.events.len()).sum::<usize>();
+            batch.push(job);
+        }
+        let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.writes, j.reply)).unzip();
+        let started = Instant::now();
+        let result = commit(writes);
+        tracing::trace!(jobs = replies.len(), elapsed = ?started.elapsed(), "append batch committed");
         answer(replies, result, &committed);
     }
 }
@@ -642,11 +682,7 @@ async fn gather(
 
 /// Answers each caller of a committed batch and hands its events to the
 /// follower; returns how many callers were answered.
-fn answer(
-    replies: Vec<oneshot::Sender<AppendResult>>,
-    result: Result<Vec<AppendResult>, StoreError>,
-    committed: &mpsc::UnboundedSender<Vec<Arc<RecordedEvent>>>,
-) -> usize {
+fn answer(replies: Vec<oneshot::Sender<AppendResult>>, result: Result<Vec<AppendResult>, StoreError>, committed: &Committed) -> usize {
     let answered = replies.len();
     match result {
         Ok(results) => {

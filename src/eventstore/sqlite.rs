@@ -6,7 +6,13 @@
 //! The writer is a plain thread rather than a sqlx connection because sqlx
 //! hands every statement to a worker thread and back: five hand-offs per
 //! commit, each waiting for a core on a busy machine, made a 0.3 ms fsync
-//! into a 2 ms commit that every caller of the batch waited for.
+//! into a 2 ms commit that every caller of the batch waited for. For the
+//! same reason the writer thread also runs the group commit: it takes the
+//! appends straight from the store's queue and answers their callers
+//! itself, instead of a tokio task gathering each batch and handing it over
+//! (two wake-ups per batch and a gathering wait spent spinning on a core
+//! that the token endpoint needed: 10–25 % more tokens per second at 32
+//! connections on two cores).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,11 +27,21 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteRow};
 use tokio::sync::{mpsc, oneshot};
 
 use super::hash::{GENESIS, Hash};
-use super::{AppendResult, Backend, Landed, RawEvent, StoreError, StreamWrite, append_results, batch_time, prepare_batch};
+use super::{
+    AppendQueue, AppendResult, Backend, Committed, Landed, RawEvent, StoreError, StreamWrite, append_results, batch_time,
+    group_commit_blocking, prepare_batch,
+};
 
 pub struct SqliteBackend {
     pool: SqlitePool,
-    writer: std_mpsc::SyncSender<CommitJob>,
+    writer: std_mpsc::SyncSender<WriterMessage>,
+}
+
+enum WriterMessage {
+    /// One batch, from [`Backend::commit`].
+    Commit(CommitJob),
+    /// The store's append queue: the writer runs the group commit itself.
+    GroupCommit(AppendQueue, Committed),
 }
 
 type CommitReply = oneshot::Sender<Result<Vec<AppendResult>, StoreError>>;
@@ -41,7 +57,7 @@ const SELECT: &str =
 impl SqliteBackend {
     pub async fn open(pool: SqlitePool, options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let path = options.get_filename().to_path_buf();
-        let (writer, jobs) = std_mpsc::sync_channel::<CommitJob>(16);
+        let (writer, messages) = std_mpsc::sync_channel::<WriterMessage>(16);
         let (opened, is_open) = oneshot::channel();
         std::thread::Builder::new()
             .name("grantd-sqlite-writer".into())
@@ -49,8 +65,15 @@ impl SqliteBackend {
                 Ok(conn) => {
                     let _ = opened.send(Ok(()));
                     // Ends when the backend (the only sender) is dropped.
-                    while let Ok(job) = jobs.recv() {
-                        let _ = job.reply.send(commit(&conn, job.batch));
+                    while let Ok(message) = messages.recv() {
+                        match message {
+                            WriterMessage::Commit(job) => {
+                                let _ = job.reply.send(commit(&conn, job.batch));
+                            }
+                            WriterMessage::GroupCommit(queue, committed) => {
+                                group_commit_blocking(queue, committed, |batch| commit(&conn, batch));
+                            }
+                        }
                     }
                 }
                 Err(e) => {
@@ -148,7 +171,7 @@ impl Backend for SqliteBackend {
         let (reply, answer) = oneshot::channel();
         // The queue is short and the writer drains it quickly; sending blocks
         // only when it is full, so do that off the async threads.
-        match self.writer.try_send(CommitJob { batch, reply }) {
+        match self.writer.try_send(WriterMessage::Commit(CommitJob { batch, reply })) {
             Ok(()) => {}
             Err(std_mpsc::TrySendError::Full(job)) => {
                 let writer = self.writer.clone();
@@ -199,6 +222,15 @@ impl Backend for SqliteBackend {
 
     async fn listen(&self) -> Option<mpsc::Receiver<i64>> {
         None
+    }
+
+    fn commit_on_own_thread(&self, queue: AppendQueue, committed: Committed) -> Result<(), (AppendQueue, Committed)> {
+        // The writer thread runs the group commit instead of a tokio task
+        // that hands each batch to it: two thread wake-ups fewer per batch.
+        // A writer thread that is gone drops the queue with the message:
+        // every append then fails as closed, as `commit` would fail.
+        let _ = self.writer.send(WriterMessage::GroupCommit(queue, committed));
+        Ok(())
     }
 }
 

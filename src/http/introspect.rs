@@ -23,7 +23,7 @@ use crate::projections::live::ClientEntry;
 
 /// A token grantd issued and still honours.
 enum Known {
-    Access { claims: Value, grant_id: String, client_id: String },
+    Access { claims: Arc<Value>, grant_id: String, client_id: String },
     Refresh { grant_id: String, entry: crate::projections::live::RefreshEntry },
 }
 

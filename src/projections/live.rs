@@ -19,7 +19,7 @@ use crate::domain::installation::InstallationEvent;
 use crate::domain::signing_key::SigningKeyEvent;
 use crate::domain::user::UserEvent;
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
-use crate::jose::{JwsSigner, JwsVerifier};
+use crate::jose::{JwsError, JwsSigner, JwsVerifier, VerifiedTokens};
 use crate::keys::MasterKey;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +81,8 @@ pub struct KeyRing {
     pub eddsa: Option<Arc<JwsSigner>>,
     pub rs256: Option<Arc<JwsSigner>>,
     pub verifier: JwsVerifier,
+    /// Access tokens `verifier` accepted, remembered for this key set only.
+    pub verified: VerifiedTokens,
     /// `{"keys": [...]}`, serialized once per change.
     pub jwks: Arc<String>,
 }
@@ -91,6 +93,12 @@ impl KeyRing {
             SigningAlg::EdDSA => self.eddsa.as_ref(),
             SigningAlg::RS256 => self.rs256.as_ref(),
         }
+    }
+
+    /// The claims of an access token (`typ: at+jwt`) signed by one of these
+    /// keys; times, issuer and revocation are the caller's to check.
+    pub fn verify_access_token(&self, token: &str) -> Result<Arc<Value>, JwsError> {
+        self.verified.verify(&self.verifier, token, "at+jwt")
     }
 }
 
