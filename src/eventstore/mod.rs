@@ -395,8 +395,6 @@ pub type Committed = mpsc::UnboundedSender<Vec<Arc<RecordedEvent>>>;
 
 /// Most events committed in one transaction.
 const MAX_BATCH_EVENTS: usize = 2048;
-/// How long the writer waits for the callers of its last batch to come back.
-const GATHER_WAIT: Duration = Duration::from_micros(300);
 /// Page size for catch-up reads.
 const PAGE: i64 = 1000;
 
@@ -593,24 +591,27 @@ impl Subscription {
 
 /// The group-commit loop: takes every append waiting, commits them in one
 /// transaction, answers each caller, and hands the events to the follower.
-/// Where the backend allows, the next batch is gathered and sent while the
+/// Where the backend allows, the next batch is taken and sent while the
 /// last one commits; answers still go out in batch order.
+///
+/// It never waits for more appends than are waiting: those that arrive
+/// during one commit make the next batch. (A wait of up to 300 µs for the
+/// last batch's callers to come back, spinning on a runtime worker, cost
+/// more CPU per token than it saved on two cores: PostgreSQL, 4 interleaved
+/// rounds, 15.2k / 17.6k tokens/s at 32 / 64 connections with it, 16.1k /
+/// 20.0k without.)
 async fn writer(backend: Arc<dyn Backend>, mut jobs: AppendQueue, committed: Committed) {
     let depth = backend.commits_in_flight().max(1);
     let mut in_flight = FuturesOrdered::new();
-    // Callers answered by the last commit usually append again at once; a
-    // short wait for them keeps batches large instead of splitting the same
-    // load into many one-append transactions.
-    let mut released = 0usize;
     loop {
         tokio::select! {
             biased;
             Some((replies, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                released = answer(replies, result, &committed);
+                answer(replies, result, &committed);
             }
             first = jobs.recv(), if in_flight.len() < depth => {
                 let Some(first) = first else { break };
-                let (writes, replies) = gather(first, &mut jobs, released).await;
+                let (writes, replies) = take_waiting(first, &mut jobs);
                 let backend = backend.clone();
                 in_flight.push_back(async move {
                     let started = Instant::now();
@@ -627,24 +628,16 @@ async fn writer(backend: Arc<dyn Backend>, mut jobs: AppendQueue, committed: Com
     }
 }
 
-/// The group-commit loop on a thread whose `commit` blocks it: takes every
-/// append waiting (no wait for more: the appends that arrive during one
-/// commit make the next batch), commits them, answers each caller and hands
-/// the events to the follower. Returns when every sender is gone.
+/// [`writer`] on a thread whose `commit` blocks it (SQLite's writer): the
+/// thread sleeps until an append arrives, and answers its callers itself.
+/// Returns when every sender is gone.
 pub fn group_commit_blocking(
     mut queue: AppendQueue,
     committed: Committed,
     mut commit: impl FnMut(Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError>,
 ) {
     while let Some(first) = queue.blocking_recv() {
-        let mut size = first.writes.iter().map(|w| w.events.len()).sum::<usize>();
-        let mut batch = vec![first];
-        while size < MAX_BATCH_EVENTS {
-            let Ok(job) = queue.try_recv() else { break };
-            size += job.writes.iter().map(|w| w.events.len()).sum::<usize>();
-            batch.push(job);
-        }
-        let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.writes, j.reply)).unzip();
+        let (writes, replies) = take_waiting(first, &mut queue);
         let started = Instant::now();
         let result = commit(writes);
         tracing::trace!(jobs = replies.len(), elapsed = ?started.elapsed(), "append batch committed");
@@ -652,38 +645,22 @@ pub fn group_commit_blocking(
     }
 }
 
-/// The appends of one batch: `first` and whatever else is waiting, waiting
-/// up to [`GATHER_WAIT`] for as many as the last batch had.
-async fn gather(
-    first: AppendJob,
-    jobs: &mut mpsc::Receiver<AppendJob>,
-    released: usize,
-) -> (Vec<Vec<StreamWrite>>, Vec<oneshot::Sender<AppendResult>>) {
+/// The appends of one batch: `first` and whatever else is waiting, up to
+/// [`MAX_BATCH_EVENTS`] events.
+fn take_waiting(first: AppendJob, queue: &mut AppendQueue) -> (Vec<Vec<StreamWrite>>, Vec<oneshot::Sender<AppendResult>>) {
     let mut size = first.writes.iter().map(|w| w.events.len()).sum::<usize>();
     let mut batch = vec![first];
-    let deadline = Instant::now() + GATHER_WAIT;
-    loop {
-        while size < MAX_BATCH_EVENTS {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    size += job.writes.iter().map(|w| w.events.len()).sum::<usize>();
-                    batch.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        if batch.len() >= released || size >= MAX_BATCH_EVENTS || Instant::now() >= deadline {
-            break;
-        }
-        tokio::task::yield_now().await;
+    while size < MAX_BATCH_EVENTS {
+        let Ok(job) = queue.try_recv() else { break };
+        size += job.writes.iter().map(|w| w.events.len()).sum::<usize>();
+        batch.push(job);
     }
     batch.into_iter().map(|j| (j.writes, j.reply)).unzip()
 }
 
 /// Answers each caller of a committed batch and hands its events to the
-/// follower; returns how many callers were answered.
-fn answer(replies: Vec<oneshot::Sender<AppendResult>>, result: Result<Vec<AppendResult>, StoreError>, committed: &Committed) -> usize {
-    let answered = replies.len();
+/// follower.
+fn answer(replies: Vec<oneshot::Sender<AppendResult>>, result: Result<Vec<AppendResult>, StoreError>, committed: &Committed) {
     match result {
         Ok(results) => {
             let events: Vec<Arc<RecordedEvent>> = results.iter().filter_map(|r| r.as_ref().ok()).flatten().cloned().collect();
@@ -701,7 +678,6 @@ fn answer(replies: Vec<oneshot::Sender<AppendResult>>, result: Result<Vec<Append
             }
         }
     }
-    answered
 }
 
 /// Publishes committed events in strict position order: this process's own

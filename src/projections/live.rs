@@ -209,7 +209,9 @@ impl LiveView {
                         apply_user(&mut state, id, e);
                     }
                 }
-                "grant" => {
+                // Most grant events are tokens issued, which the view does
+                // not hold: not decoded at all.
+                "grant" if GRANT_EVENTS_IN_VIEW.contains(&event.event_type.as_str()) => {
                     if let Ok(e) = event.decode::<GrantEvent>() {
                         apply_grant(&mut state, id, e, event.recorded_at);
                     }
@@ -388,6 +390,9 @@ fn apply_user(state: &mut State, id: &str, event: UserEvent) {
     state.users.insert(id.to_string(), Arc::new(entry));
 }
 
+/// The grant events [`apply_grant`] folds in; it ignores every other.
+const GRANT_EVENTS_IN_VIEW: [&str; 3] = ["RefreshTokenIssued", "RefreshTokenRotated", "GrantRevoked"];
+
 fn apply_grant(state: &mut State, grant_id: &str, event: GrantEvent, at: DateTime<Utc>) {
     match event {
         GrantEvent::RefreshTokenIssued(e) => {
@@ -450,6 +455,36 @@ fn apply_key(state: &mut State, kid: &str, event: SigningKeyEvent) {
                 k.active = false;
                 k.verify_until = Some(e.verify_until);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::DomainEvent;
+    use crate::domain::grant::{GrantRevoked, RefreshTokenIssued, RefreshTokenRotated, RevocationReason};
+
+    #[test]
+    fn the_grant_events_in_view_are_the_ones_apply_grant_folds_in() {
+        let at = Utc::now();
+        let issued = GrantEvent::RefreshTokenIssued(RefreshTokenIssued {
+            token_hash: "h1".into(),
+            expires_at: at,
+            client_id: "c".into(),
+            subject: "s".into(),
+            user_id: None,
+            scopes: vec![],
+        });
+        let rotated =
+            GrantEvent::RefreshTokenRotated(RefreshTokenRotated { previous_hash: "h1".into(), token_hash: "h2".into(), expires_at: at });
+        let revoked = GrantEvent::GrantRevoked(GrantRevoked { reason: RevocationReason::RefreshTokenReused });
+        let mut state = State::default();
+        for event in [issued, rotated, revoked] {
+            assert!(GRANT_EVENTS_IN_VIEW.contains(&event.event_type()), "{} is folded in", event.event_type());
+            let before = (state.refresh.get("g").map(|r| r.token_hash.clone()), state.revoked.len());
+            apply_grant(&mut state, "g", event, at);
+            assert_ne!((state.refresh.get("g").map(|r| r.token_hash.clone()), state.revoked.len()), before);
         }
     }
 }
