@@ -118,19 +118,22 @@ impl PostgresBackend {
             // The next batch builds on this one, even before it lands.
             self.remember_head(Some(rows.last().map_or(head, |r| (r.position, r.hash))));
             match append_if_current(&mut *connection, head, &versions, &rows, recorded_at, &self.origin).await? {
-                None => return Ok(Landed::new(&rows, outcomes, recorded_at)),
+                Attempt::Appended => return Ok(Landed::new(&rows, outcomes, recorded_at)),
                 // Overtook the batch it builds on at the lock: wait for that
                 // one and try the same guess again.
-                Some((actual_head, _)) if actual_head.0 < head.0 && before.is_some() => {
+                Attempt::Moved((actual_head, _)) if actual_head.0 < head.0 && before.is_some() => {
                     if let Some(before) = before.take() {
                         let _ = before.await;
                     }
                 }
-                Some((actual_head, actual_versions)) => {
+                Attempt::Moved((actual_head, actual_versions)) => {
                     tracing::trace!(guessed = head.0, actual = actual_head.0, "append guess missed");
                     head = actual_head;
                     versions = actual_versions;
                 }
+                // Which append it was, and whether the others may land,
+                // only the versions read under the lock tell.
+                Attempt::StreamExists => break,
             }
         }
         self.commit_locked(connection, batch).await
@@ -153,7 +156,7 @@ impl PostgresBackend {
         let recorded_at = batch_time();
         let (rows, outcomes) = prepare_batch(batch, head, &versions, recorded_at);
         // Under the lock already taken the check cannot fail.
-        if append_if_current(&mut *tx, head, &versions, &rows, recorded_at, &self.origin).await?.is_some() {
+        if !matches!(append_if_current(&mut *tx, head, &versions, &rows, recorded_at, &self.origin).await?, Attempt::Appended) {
             return Err(StoreError::Unavailable("the log moved under the append lock".into()));
         }
         tx.commit().await.map_err(StoreError::db)?;
@@ -162,9 +165,28 @@ impl PostgresBackend {
     }
 }
 
-/// Appends with the guessed head and versions; `Ok(None)` when they held
-/// and the rows are in (committed with the statement outside a transaction
-/// block), else the actual head and versions.
+/// What one statement of [`append_if_current`] did.
+enum Attempt {
+    /// The guess held: the rows are in (committed with the statement, outside
+    /// a transaction block).
+    Appended,
+    /// The head or a stream's version was not as guessed: the actual ones.
+    Moved(LogState),
+    /// A stream guessed to be new exists: the unique index on stream and
+    /// version refused its first event, and nothing was appended.
+    StreamExists,
+}
+
+/// PostgreSQL's `unique_violation`.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// Appends with the guessed head and versions.
+///
+/// Streams guessed to be new are left out of the function's version check:
+/// the unique index on `(stream_id, stream_version)` refuses a first event
+/// of a stream that exists anyway, and every client-credentials token is a
+/// new stream, so the check would look each one up twice (its share of
+/// the statement was about an eighth).
 async fn append_if_current<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     head: (i64, Hash),
@@ -172,9 +194,9 @@ async fn append_if_current<'e>(
     rows: &[PreparedRow<'_>],
     recorded_at: DateTime<Utc>,
     origin: &str,
-) -> Result<Option<LogState>, StoreError> {
-    let (streams, expected): (Vec<&str>, Vec<i64>) = versions.iter().map(|(s, v)| (s.as_str(), *v)).unzip();
-    let verdict: Verdict = sqlx::query_as(
+) -> Result<Attempt, StoreError> {
+    let (streams, expected): (Vec<&str>, Vec<i64>) = versions.iter().filter(|(_, v)| **v > 0).map(|(s, v)| (s.as_str(), *v)).unzip();
+    let verdict: Result<Verdict, sqlx::Error> = sqlx::query_as(
         "SELECT * FROM grantd_append_if_current($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(APPEND_LOCK)
@@ -196,9 +218,13 @@ async fn append_if_current<'e>(
     .bind(CHANNEL)
     .bind(origin)
     .fetch_all(executor)
-    .await
-    .map_err(StoreError::db)?;
-    if verdict.is_empty() { Ok(None) } else { head_and_versions(verdict).map(Some) }
+    .await;
+    match verdict {
+        Ok(verdict) if verdict.is_empty() => Ok(Attempt::Appended),
+        Ok(verdict) => head_and_versions(verdict).map(Attempt::Moved),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNIQUE_VIOLATION) => Ok(Attempt::StreamExists),
+        Err(e) => Err(StoreError::db(e)),
+    }
 }
 
 /// Reads the rows both append functions return: the head (stream NULL; no
