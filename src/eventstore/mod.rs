@@ -217,7 +217,11 @@ impl Landed {
 pub trait Backend: Send + Sync + 'static {
     /// Commits a batch of independent atomic appends in one transaction.
     /// The outer error fails every append; an inner error fails only its own.
-    async fn commit(&self, batch: Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError>;
+    /// Called by [`writer`] only: a backend that runs the group commit on
+    /// its own thread ([`Backend::commit_on_own_thread`]) never sees it.
+    async fn commit(&self, _batch: Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError> {
+        Err(StoreError::Unavailable("this backend commits on its own thread, from the store's queue".into()))
+    }
     /// Events of one stream with `stream_version >= from_version`.
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError>;
     /// Up to `limit` events with `position > after`, in position order.

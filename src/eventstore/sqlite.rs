@@ -34,21 +34,8 @@ use super::{
 
 pub struct SqliteBackend {
     pool: SqlitePool,
-    writer: std_mpsc::SyncSender<WriterMessage>,
-}
-
-enum WriterMessage {
-    /// One batch, from [`Backend::commit`].
-    Commit(CommitJob),
-    /// The store's append queue: the writer runs the group commit itself.
-    GroupCommit(AppendQueue, Committed),
-}
-
-type CommitReply = oneshot::Sender<Result<Vec<AppendResult>, StoreError>>;
-
-struct CommitJob {
-    batch: Vec<Vec<StreamWrite>>,
-    reply: CommitReply,
+    /// Hands the store's append queue to the writer thread, once.
+    writer: std_mpsc::SyncSender<(AppendQueue, Committed)>,
 }
 
 const SELECT: &str =
@@ -57,7 +44,7 @@ const SELECT: &str =
 impl SqliteBackend {
     pub async fn open(pool: SqlitePool, options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let path = options.get_filename().to_path_buf();
-        let (writer, messages) = std_mpsc::sync_channel::<WriterMessage>(16);
+        let (writer, queues) = std_mpsc::sync_channel::<(AppendQueue, Committed)>(1);
         let (opened, is_open) = oneshot::channel();
         std::thread::Builder::new()
             .name("grantd-sqlite-writer".into())
@@ -65,15 +52,8 @@ impl SqliteBackend {
                 Ok(conn) => {
                     let _ = opened.send(Ok(()));
                     // Ends when the backend (the only sender) is dropped.
-                    while let Ok(message) = messages.recv() {
-                        match message {
-                            WriterMessage::Commit(job) => {
-                                let _ = job.reply.send(commit(&conn, job.batch));
-                            }
-                            WriterMessage::GroupCommit(queue, committed) => {
-                                group_commit_blocking(queue, committed, |batch| commit(&conn, batch));
-                            }
-                        }
+                    while let Ok((queue, committed)) = queues.recv() {
+                        group_commit_blocking(queue, committed, |batch| commit(&conn, batch));
                     }
                 }
                 Err(e) => {
@@ -167,21 +147,6 @@ fn commit_in(conn: &rusqlite::Connection, batch: &[Vec<StreamWrite>]) -> Result<
 
 #[async_trait]
 impl Backend for SqliteBackend {
-    async fn commit(&self, batch: Vec<Vec<StreamWrite>>) -> Result<Vec<AppendResult>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        // The queue is short and the writer drains it quickly; sending blocks
-        // only when it is full, so do that off the async threads.
-        match self.writer.try_send(WriterMessage::Commit(CommitJob { batch, reply })) {
-            Ok(()) => {}
-            Err(std_mpsc::TrySendError::Full(job)) => {
-                let writer = self.writer.clone();
-                tokio::task::spawn_blocking(move || writer.send(job)).await.map_err(|_| writer_stopped())?.map_err(|_| writer_stopped())?;
-            }
-            Err(std_mpsc::TrySendError::Disconnected(_)) => return Err(writer_stopped()),
-        }
-        answer.await.map_err(|_| writer_stopped())?
-    }
-
     async fn read_stream(&self, stream_id: &str, from_version: i64) -> Result<Vec<RawEvent>, StoreError> {
         let rows =
             sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version")))
@@ -229,7 +194,7 @@ impl Backend for SqliteBackend {
         // that hands each batch to it: two thread wake-ups fewer per batch.
         // A writer thread that is gone drops the queue with the message:
         // every append then fails as closed, as `commit` would fail.
-        let _ = self.writer.send(WriterMessage::GroupCommit(queue, committed));
+        let _ = self.writer.send((queue, committed));
         Ok(())
     }
 }
