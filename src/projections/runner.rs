@@ -190,14 +190,14 @@ impl ProjectionRunner {
             })
             .await
             .map_err(|e| StoreError::Unavailable(format!("projecting a batch stopped: {e}")))??;
+            let mut moved = Vec::with_capacity(2 * seen.len());
             for ((p, stmts), seen) in self.projections.iter().zip(planned).zip(seen) {
                 exec_batched(&mut tx, stmts).await?;
-                tx.exec(&Stmt::new(
-                    "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = $2",
-                    vec![Arg::Text(p.name().into()), Arg::Int(last.max(seen))],
-                ))
-                .await?;
+                moved.extend([Arg::Text(p.name().into()), Arg::Int(last.max(seen))]);
             }
+            // Every checkpoint in one statement: one round trip per batch,
+            // not one per projection.
+            tx.exec_sql(checkpoints_upsert(self.projections.len()), &moved).await?;
             tx.commit().await?;
             let reached = self.projections.iter().map(|p| of(p.as_ref()).max(last)).min().unwrap_or(last);
             self.reached.send_if_modified(|p| std::mem::replace(p, (*p).max(reached)) < reached);
@@ -419,6 +419,15 @@ fn renumber(row: &str, offset: usize, style: Placeholders, out: &mut String) -> 
 /// plain INSERTs into multi-row INSERTs: a batch of tokens becomes one
 /// statement per table instead of one per event. Rows only move ahead of
 /// other INSERTs; every other statement first flushes what is pending.
+/// Moves `count` checkpoints (name, position pairs as arguments) at once.
+fn checkpoints_upsert(count: usize) -> String {
+    let rows: Vec<String> = (0..count).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
+    format!(
+        "INSERT INTO projection_checkpoints (name, position) VALUES {} ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        rows.join(", ")
+    )
+}
+
 async fn exec_batched(tx: &mut Tx, stmts: Vec<Stmt>) -> Result<(), StoreError> {
     let mut pending: Vec<(&'static str, Vec<Vec<Arg>>)> = Vec::new();
     for stmt in stmts {
