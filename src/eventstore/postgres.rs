@@ -311,7 +311,16 @@ impl Backend for PostgresBackend {
                 match PgListener::connect_with(&pool).await {
                     Ok(mut listener) => {
                         if listener.listen(CHANNEL).await.is_ok() {
-                            while let Ok(notification) = listener.recv().await {
+                            // Named only once listening: every batch whose
+                            // append sees the name is announced to us.
+                            let _naming = NamedListener::start(pool.clone(), origin.clone());
+                            loop {
+                                let notification = tokio::select! {
+                                    notification = listener.recv() => notification,
+                                    // The store is gone: so is this node's name.
+                                    () = tx.closed() => return,
+                                };
+                                let Ok(notification) = notification else { break };
                                 let (position, from) = notification.payload().split_once(' ').unwrap_or((notification.payload(), ""));
                                 if from == origin {
                                     continue;
@@ -333,6 +342,57 @@ impl Backend for PostgresBackend {
             }
         });
         Some(rx)
+    }
+}
+
+/// How often a listening node renews its row in `grantd_listeners`; appends
+/// announce their commits to rows seen in the last minute.
+const LISTENER_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// This node's row in `grantd_listeners` while its listener runs: other
+/// nodes' appends announce their commits only while it is fresh (migration
+/// 0010). Dropping it stops the renewals and removes the row.
+struct NamedListener {
+    renewals: tokio::task::JoinHandle<()>,
+    pool: PgPool,
+    node: String,
+}
+
+impl NamedListener {
+    fn start(pool: PgPool, node: String) -> Self {
+        let renewals = tokio::spawn({
+            let (pool, node) = (pool.clone(), node.clone());
+            async move {
+                let mut heartbeat = tokio::time::interval(LISTENER_HEARTBEAT);
+                loop {
+                    heartbeat.tick().await;
+                    let named = sqlx::query(
+                        "INSERT INTO grantd_listeners (node, seen_at) VALUES ($1, now()) ON CONFLICT (node) DO UPDATE SET seen_at = now()",
+                    )
+                    .bind(&node)
+                    .execute(&pool)
+                    .await;
+                    if let Err(e) = named {
+                        tracing::debug!(error = %crate::db::one_line(&e), "cannot name this node a listener; other nodes' commits reach it by polling");
+                    }
+                }
+            }
+        });
+        NamedListener { renewals, pool, node }
+    }
+}
+
+impl Drop for NamedListener {
+    fn drop(&mut self) {
+        self.renewals.abort();
+        let (pool, node) = (self.pool.clone(), std::mem::take(&mut self.node));
+        // Best effort (the runtime may be going away): a row left behind only
+        // makes other nodes announce to nobody for up to a minute.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = sqlx::query("DELETE FROM grantd_listeners WHERE node = $1").bind(node).execute(&pool).await;
+            });
+        }
     }
 }
 

@@ -393,3 +393,45 @@ async fn an_append_built_on_a_head_that_never_landed_is_refused_by_either_versio
         assert!(matches!(verify_chain(&store, |_| {}).await.unwrap(), ChainReport::Intact { events: 2, .. }));
     }
 }
+
+/// On PostgreSQL a node announces its commits (NOTIFY) only while another
+/// node listens: alone on its database it would only wake its own listener
+/// for every batch. Here an outside session listens on the channel all
+/// along; the node's first commit, made while it is the only node, is not
+/// announced, the one after a second node has started is.
+#[actix_web::test]
+async fn commits_are_announced_only_while_another_node_listens() {
+    for tdb in backends().await.into_iter().filter(|t| t.backend == "postgres") {
+        let (db, node1) = tdb.store().await;
+        let Db::Postgres { pool, .. } = &db else { unreachable!("a PostgreSQL test database") };
+        let mut outsider = sqlx::postgres::PgListener::connect_with(pool).await.unwrap();
+        outsider.listen("grantd_events").await.unwrap();
+        let listening_nodes = || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM grantd_listeners").fetch_one(pool).await.unwrap();
+            n
+        };
+        crate::helpers::eventually("node 1 names itself a listener", Duration::from_secs(10), || async {
+            (listening_nodes().await == 1).then_some(())
+        })
+        .await;
+        node1.append_to("alone", ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+
+        let (_db2, node2) = tdb.store().await;
+        crate::helpers::eventually("node 2 names itself a listener", Duration::from_secs(10), || async {
+            (listening_nodes().await == 2).then_some(())
+        })
+        .await;
+        node1.append_to("watched", ExpectedVersion::NoStream, vec![event(2)]).await.unwrap();
+        // The outsider has listened since before the first commit: had that
+        // been announced, its announcement would come first.
+        let first = tokio::time::timeout(Duration::from_secs(10), outsider.recv()).await.expect("an announcement").unwrap();
+        assert_eq!(first.payload().split_once(' ').map(|(position, _)| position), Some("2"), "{}", first.payload());
+
+        // A node that stops takes its name away.
+        drop(node2);
+        crate::helpers::eventually("node 2's name is gone", Duration::from_secs(10), || async {
+            (listening_nodes().await == 1).then_some(())
+        })
+        .await;
+    }
+}
