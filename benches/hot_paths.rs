@@ -39,7 +39,7 @@ fn signer_and_verifier() -> (JwsSigner, JwsVerifier) {
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let mut verifier = JwsVerifier::new();
     verifier.insert(KID, key.verifying_key());
-    (JwsSigner::ed25519(KID, key), verifier)
+    (JwsSigner::ed25519(KID, key).expect("a valid key"), verifier)
 }
 
 fn access_claims<'a>(jti: &'a str, grant_id: &'a str) -> AccessClaims<'a> {

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use ed25519_dalek::Signer;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256, Sha512};
@@ -67,8 +66,6 @@ enum SignerKey {
     /// 15 (the largest share of the token endpoint's CPU). Ed25519 is
     /// deterministic (RFC 8032 §5.1.6): the signature is the one dalek makes.
     Ed25519(aws_lc_rs::signature::Ed25519KeyPair),
-    /// Where aws-lc-rs refuses the key (it accepts every 32-byte seed).
-    Ed25519Dalek(ed25519_dalek::SigningKey),
     /// PKCS#1 v1.5 with SHA-256, and the modulus size in bytes.
     Rsa(rsa::pkcs1v15::SigningKey<Sha256>, usize),
 }
@@ -93,13 +90,12 @@ struct HeaderOut<'a> {
 }
 
 impl JwsSigner {
-    pub fn ed25519(kid: impl Into<String>, key: ed25519_dalek::SigningKey) -> Self {
+    /// An EdDSA signer. aws-lc-rs checks that the public key belongs to
+    /// the seed; it refuses nothing else.
+    pub fn ed25519(kid: impl Into<String>, key: ed25519_dalek::SigningKey) -> Result<Self, aws_lc_rs::error::KeyRejected> {
         let seed = rsa::pkcs8::der::zeroize::Zeroizing::new(key.to_bytes());
-        let key = match aws_lc_rs::signature::Ed25519KeyPair::from_seed_and_public_key(&seed[..], key.verifying_key().as_bytes()) {
-            Ok(pair) => SignerKey::Ed25519(pair),
-            Err(_) => SignerKey::Ed25519Dalek(key),
-        };
-        JwsSigner { kid: kid.into(), key }
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_seed_and_public_key(&seed[..], key.verifying_key().as_bytes())?;
+        Ok(JwsSigner { kid: kid.into(), key: SignerKey::Ed25519(pair) })
     }
 
     /// An RS256 signer. The key should be at least 2048 bits (RFC 7518 §3.3);
@@ -111,7 +107,7 @@ impl JwsSigner {
 
     pub fn alg(&self) -> SigningAlg {
         match self.key {
-            SignerKey::Ed25519(_) | SignerKey::Ed25519Dalek(_) => SigningAlg::EdDSA,
+            SignerKey::Ed25519(_) => SigningAlg::EdDSA,
             SignerKey::Rsa(..) => SigningAlg::RS256,
         }
     }
@@ -139,7 +135,7 @@ impl JwsSigner {
         let header = serde_json::to_vec(&HeaderOut { alg: self.alg(), typ, kid: &self.kid }).expect("JWS header serializes");
         let payload = serde_json::to_vec(claims).expect("JWT claims must serialize to JSON");
         let sig_len = match &self.key {
-            SignerKey::Ed25519(_) | SignerKey::Ed25519Dalek(_) => ed25519_dalek::SIGNATURE_LENGTH,
+            SignerKey::Ed25519(_) => ed25519_dalek::SIGNATURE_LENGTH,
             SignerKey::Rsa(_, size) => *size,
         };
         let mut out = String::with_capacity(b64_len(header.len()) + b64_len(payload.len()) + b64_len(sig_len) + 2);
@@ -151,11 +147,6 @@ impl JwsSigner {
                 let signature = pair.sign(out.as_bytes());
                 out.push('.');
                 B64.encode_string(signature.as_ref(), &mut out);
-            }
-            SignerKey::Ed25519Dalek(key) => {
-                let signature = key.sign(out.as_bytes()).to_bytes();
-                out.push('.');
-                B64.encode_string(signature, &mut out);
             }
             SignerKey::Rsa(key, _) => {
                 use rsa::signature::{SignatureEncoding, Signer};
@@ -437,6 +428,7 @@ pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::Signer;
     use serde_json::json;
 
     fn ed_key(seed: u8) -> ed25519_dalek::SigningKey {
@@ -447,7 +439,7 @@ mod tests {
         let key = ed_key(1);
         let mut verifier = JwsVerifier::new();
         verifier.insert("k1", key.verifying_key());
-        (JwsSigner::ed25519("k1", key), verifier)
+        (JwsSigner::ed25519("k1", key).expect("a valid key"), verifier)
     }
 
     fn claims() -> Value {
@@ -496,8 +488,7 @@ mod tests {
     fn aws_lc_signatures_are_dalek_signatures() {
         for seed in [1u8, 2, 200] {
             let key = ed_key(seed);
-            let signer = JwsSigner::ed25519("k", key.clone());
-            assert!(matches!(signer.key, SignerKey::Ed25519(_)), "aws-lc-rs accepts a 32-byte seed");
+            let signer = JwsSigner::ed25519("k", key.clone()).expect("aws-lc-rs accepts a 32-byte seed");
             let token = signer.sign("at+jwt", &claims());
             let (input, signature) = token.rsplit_once('.').unwrap();
             assert_eq!(signature, B64.encode(key.sign(input.as_bytes()).to_bytes()));
@@ -510,7 +501,7 @@ mod tests {
         use openidconnect::core::{CoreJsonWebKey, CoreJwsSigningAlgorithm};
         let key = ed_key(3);
         let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": B64.encode(key.verifying_key().to_bytes()), "kid": "k", "use": "sig", "alg": "EdDSA"});
-        let token = JwsSigner::ed25519("k", key).sign("JWT", &claims());
+        let token = JwsSigner::ed25519("k", key).expect("a valid key").sign("JWT", &claims());
         let (input, signature) = token.rsplit_once('.').unwrap();
         let jwk: CoreJsonWebKey = serde_json::from_value(jwk).unwrap();
         jwk.verify_signature(&CoreJwsSigningAlgorithm::EdDsa, input.as_bytes(), &B64.decode(signature).unwrap()).unwrap();
@@ -619,7 +610,7 @@ mod tests {
     fn unknown_or_missing_kid_is_rejected() {
         let (_, verifier) = signer_and_verifier();
         let key = ed_key(1);
-        let other = JwsSigner::ed25519("k2", key.clone()).sign("at+jwt", &claims());
+        let other = JwsSigner::ed25519("k2", key.clone()).expect("a valid key").sign("at+jwt", &claims());
         assert_eq!(verifier.verify(&other, "at+jwt"), Err(JwsError::UnknownKey));
         let no_kid = forge(&key, &json!({"alg": "EdDSA", "typ": "at+jwt"}), &claims());
         assert_eq!(verifier.verify(&no_kid, "at+jwt"), Err(JwsError::UnknownKey));
@@ -739,7 +730,7 @@ mod tests {
         let mut kids: Vec<&str> = verifier.keys.keys().map(String::as_str).collect();
         kids.sort();
         assert_eq!(kids, ["bare", "ok"]);
-        let token = JwsSigner::ed25519("ok", ed_key(1)).sign("at+jwt", &claims());
+        let token = JwsSigner::ed25519("ok", ed_key(1)).expect("a valid key").sign("at+jwt", &claims());
         assert_eq!(verifier.verify(&token, "at+jwt"), Ok(claims()));
     }
 

@@ -18,6 +18,8 @@ pub enum KeyError {
     Master(String),
     #[error("cannot unseal signing key {0}: wrong master key or altered blob")]
     Unseal(String),
+    #[error("signing key {0} is refused by the signer: {1}")]
+    Refused(String, String),
 }
 
 /// 256-bit key that seals signing keys.

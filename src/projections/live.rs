@@ -266,9 +266,9 @@ impl LiveView {
             }
             let Some(master) = &self.master else { continue };
             let signer = match key.alg {
-                SigningAlg::EdDSA => {
-                    crate::keys::open_ed25519(master, kid, &key.sealed_private_key).map(|k| JwsSigner::ed25519(kid.clone(), k))
-                }
+                SigningAlg::EdDSA => crate::keys::open_ed25519(master, kid, &key.sealed_private_key).and_then(|k| {
+                    JwsSigner::ed25519(kid.clone(), k).map_err(|e| crate::keys::KeyError::Refused(kid.clone(), e.to_string()))
+                }),
                 SigningAlg::RS256 => crate::keys::open_rsa(master, kid, &key.sealed_private_key).map(|k| JwsSigner::rsa(kid.clone(), k)),
             };
             match signer {
@@ -276,7 +276,7 @@ impl LiveView {
                     SigningAlg::EdDSA => ring.eddsa = Some(Arc::new(signer)),
                     SigningAlg::RS256 => ring.rs256 = Some(Arc::new(signer)),
                 },
-                Err(e) => tracing::error!(kid = %kid, error = %e, "cannot unseal an active signing key: is the master key right?"),
+                Err(e) => tracing::error!(kid = %kid, error = %e, "cannot use an active signing key: is the master key right?"),
             }
         }
         ring.verifier = JwsVerifier::from_jwks(&verifying);

@@ -415,10 +415,6 @@ fn renumber(row: &str, offset: usize, style: Placeholders, out: &mut String) -> 
     order
 }
 
-/// Runs a projection's statements in order, merging the rows of identical
-/// plain INSERTs into multi-row INSERTs: a batch of tokens becomes one
-/// statement per table instead of one per event. Rows only move ahead of
-/// other INSERTs; every other statement first flushes what is pending.
 /// Moves `count` checkpoints (name, position pairs as arguments) at once.
 fn checkpoints_upsert(count: usize) -> String {
     let rows: Vec<String> = (0..count).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
@@ -428,6 +424,10 @@ fn checkpoints_upsert(count: usize) -> String {
     )
 }
 
+/// Runs a projection's statements in order, merging the rows of identical
+/// plain INSERTs into multi-row INSERTs: a batch of tokens becomes one
+/// statement per table instead of one per event. Rows only move ahead of
+/// other INSERTs; every other statement first flushes what is pending.
 async fn exec_batched(tx: &mut Tx, stmts: Vec<Stmt>) -> Result<(), StoreError> {
     let mut pending: Vec<(&'static str, Vec<Vec<Arg>>)> = Vec::new();
     for stmt in stmts {

@@ -142,7 +142,8 @@ async fn introspection_answers_the_owner_and_the_admin_and_nobody_else() {
         assert_inactive(&app, creds(&a), &signer.sign("JWT", &claims), "an ID-token typed JWT").await;
 
         // Forged: right kid, wrong key; and `alg: none`.
-        let forger = grantd::jose::JwsSigner::ed25519(header["kid"].as_str().unwrap(), ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+        let forger = grantd::jose::JwsSigner::ed25519(header["kid"].as_str().unwrap(), ed25519_dalek::SigningKey::from_bytes(&[7; 32]))
+            .expect("a valid key");
         assert_inactive(&app, creds(&a), &forger.sign("at+jwt", &claims), "forged signature").await;
         let none = unsigned_jwt(&json!({"alg": "none", "typ": "at+jwt", "kid": header["kid"]}), &claims);
         assert_inactive(&app, creds(&a), &none, "alg none").await;
