@@ -63,18 +63,19 @@ pub struct Application {
     pub live: LiveView,
 }
 
-/// Connects and migrates, ready for the log.
+/// Connects and migrates, ready for the log, for a command that runs once
+/// and exits: it does not listen for other nodes' commits
+/// ([`EventStore::open_for_one_command`]).
 pub async fn open(database_url: &str) -> Result<(Db, EventStore), AppError> {
-    open_pipelined(database_url, 1).await
+    let db = connect_and_migrate(database_url).await?;
+    let store = EventStore::open_for_one_command(&db).await?;
+    Ok((db, store))
 }
 
-/// [`open`] with up to `appends_in_flight` append batches committing at once
-/// (PostgreSQL only).
-pub async fn open_pipelined(database_url: &str, appends_in_flight: usize) -> Result<(Db, EventStore), AppError> {
+async fn connect_and_migrate(database_url: &str) -> Result<Db, AppError> {
     let db = Db::connect(database_url).await?;
     db.migrate().await?;
-    let store = EventStore::open_pipelined(&db, appends_in_flight).await?;
-    Ok((db, store))
+    Ok(db)
 }
 
 impl AppState {
@@ -98,7 +99,8 @@ impl Application {
     }
 
     pub async fn build_with_listener(config: ServeConfig, listener: TcpListener) -> Result<Application, AppError> {
-        let (db, store) = open_pipelined(&config.database_url, config.appends_in_flight).await?;
+        let db = connect_and_migrate(&config.database_url).await?;
+        let store = EventStore::open_pipelined(&db, config.appends_in_flight).await?;
         let master = MasterKey::load(&config.master_key)?;
         let init = match setup::installation(&store).await? {
             Some(_) => None,

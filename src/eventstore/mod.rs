@@ -387,6 +387,15 @@ pub fn parse_raw(raw: RawEvent) -> Result<RecordedEvent, StoreError> {
     })
 }
 
+/// How a store learns of the commits of other processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Following {
+    /// Announcements where the backend has them (PostgreSQL LISTEN), and polling.
+    Announced,
+    /// Polling only.
+    Polled,
+}
+
 pub struct AppendJob {
     writes: Vec<StreamWrite>,
     reply: oneshot::Sender<AppendResult>,
@@ -423,15 +432,28 @@ impl EventStore {
     /// [`EventStore::open`] with up to `appends_in_flight` append batches
     /// committing at once on PostgreSQL (SQLite commits one at a time).
     pub async fn open_pipelined(db: &Db, appends_in_flight: usize) -> Result<EventStore, StoreError> {
+        Self::open_with(db, appends_in_flight, Following::Announced).await
+    }
+
+    /// The store of a command that runs once and exits (the command line):
+    /// it follows other nodes' commits by polling only. Listening would name
+    /// this process in `grantd_listeners` (PostgreSQL), and a name that a
+    /// short-lived process leaves behind made every serving node announce
+    /// each of its commits to nobody for the next minute.
+    pub async fn open_for_one_command(db: &Db) -> Result<EventStore, StoreError> {
+        Self::open_with(db, 1, Following::Polled).await
+    }
+
+    async fn open_with(db: &Db, appends_in_flight: usize, following: Following) -> Result<EventStore, StoreError> {
         let backend: Arc<dyn Backend> = match db {
             Db::Sqlite { pool, options, .. } => Arc::new(sqlite::SqliteBackend::open(pool.clone(), options.as_ref().clone()).await?),
             Db::Postgres { pool, .. } => Arc::new(postgres::PostgresBackend::new(pool.clone(), appends_in_flight)),
         };
         let poll = if db.is_postgres() { Duration::from_millis(1000) } else { Duration::from_millis(250) };
-        Self::with_backend(backend, poll).await
+        Self::with_backend(backend, poll, following).await
     }
 
-    async fn with_backend(backend: Arc<dyn Backend>, poll: Duration) -> Result<EventStore, StoreError> {
+    async fn with_backend(backend: Arc<dyn Backend>, poll: Duration, following: Following) -> Result<EventStore, StoreError> {
         let head = backend.head().await?;
         let (append_tx, append_rx) = mpsc::channel(8192);
         // Recent events for live subscribers (each ~1 KB in memory); one
@@ -446,7 +468,10 @@ impl EventStore {
         if let Err((append_rx, local_tx)) = backend.commit_on_own_thread(append_rx, local_tx) {
             tokio::spawn(writer(backend.clone(), append_rx, local_tx));
         }
-        let remote = backend.listen().await;
+        let remote = match following {
+            Following::Announced => backend.listen().await,
+            Following::Polled => None,
+        };
         tokio::spawn(follower(backend.clone(), head, local_rx, remote, live.clone(), published_tx, poll));
         Ok(EventStore { backend, appends: append_tx, live, published })
     }

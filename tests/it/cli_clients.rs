@@ -170,6 +170,13 @@ async fn clients_and_users_created_on_the_command_line_work_against_the_server()
             assert!(!text(&out.stderr).trim().is_empty(), "{what}: says why");
         }
 
+        if let grantd::db::Db::Postgres { pool, .. } = &tdb.open().await {
+            // Commands that run once follow nobody: they leave no name for
+            // serving nodes to announce their commits to.
+            let names: i64 = sqlx::query_scalar("SELECT count(*) FROM grantd_listeners").fetch_one(pool).await.expect("count listeners");
+            assert_eq!(names, 0, "the command line names no listener");
+        }
+
         let server = serve(&tdb).await;
         let http = http_client();
 
