@@ -15,7 +15,9 @@ pub fn no_store_json(status: StatusCode, body: &Value) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .content_type("application/json")
-        .body(body.to_string())
+        // Written straight into the body: a `Value`'s `Display` goes
+        // through a formatter, a write call per token of JSON.
+        .body(serde_json::to_vec(body).unwrap_or_default())
 }
 
 /// RFC 6749 §5.2: `invalid_client` is a 401, with `WWW-Authenticate` when
