@@ -431,11 +431,12 @@ fn checkpoints_upsert(count: usize) -> String {
 async fn exec_batched(tx: &mut Tx, stmts: Vec<Stmt>) -> Result<(), StoreError> {
     let mut pending: Vec<(&'static str, Vec<Vec<Arg>>)> = Vec::new();
     for stmt in stmts {
-        if insert_template(stmt.sql).is_some() {
-            match pending.iter_mut().find(|(sql, _)| *sql == stmt.sql) {
-                Some((_, rows)) => rows.push(stmt.args),
-                None => pending.push((stmt.sql, vec![stmt.args])),
-            }
+        // Statements come from a few literals: the text is read once per
+        // batch, not once per row (which had been a third of this loop).
+        if let Some((_, rows)) = pending.iter_mut().find(|(sql, _)| std::ptr::eq(*sql, stmt.sql) || *sql == stmt.sql) {
+            rows.push(stmt.args);
+        } else if insert_template(stmt.sql).is_some() {
+            pending.push((stmt.sql, vec![stmt.args]));
         } else {
             flush(tx, &mut pending).await?;
             tx.exec(&stmt).await?;
