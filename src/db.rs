@@ -161,7 +161,8 @@ impl Db {
     /// This database with read-model connections of the calling thread's
     /// own: SQLite's connections work on threads they start, which inherit
     /// the CPU priority of the thread that opens them (the projection
-    /// runner's, lowered). PostgreSQL's stay shared.
+    /// runner's, lowered); PostgreSQL's one connection belongs to the
+    /// calling runtime, and its backend stays warm for the one user.
     pub async fn with_own_read_model_connections(&self) -> Result<Db, DbError> {
         match self {
             Db::Sqlite { pool, read_models, options, url } => {
@@ -173,7 +174,15 @@ impl Db {
                     .map_err(|e| DbError::Connect { url: url.clone(), reason: one_line(&e) })?;
                 Ok(Db::Sqlite { pool: pool.clone(), read_models, options: options.clone(), url: url.clone() })
             }
-            Db::Postgres { .. } => Ok(self.clone()),
+            Db::Postgres { pool, url } => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with((*pool.connect_options()).clone())
+                    .await
+                    .map_err(|e| DbError::Connect { url: url.clone(), reason: one_line(&e) })?;
+                Ok(Db::Postgres { pool, url: url.clone() })
+            }
         }
     }
 

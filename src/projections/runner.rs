@@ -211,17 +211,17 @@ impl ProjectionRunner {
     /// Keeps the read models current: wakes on every committed event (of
     /// this node or another) and catches up from the checkpoints.
     ///
-    /// On SQLite it runs on a thread of its own at a lower CPU priority,
-    /// with its own read-model connection: projecting a batch is a burst of
-    /// work in this process that otherwise took a core from the token
-    /// endpoint every few tens of milliseconds, and that can wait a little.
-    /// (On PostgreSQL that work is the server's; the runner's connections
-    /// stay on the caller's runtime.) It stops with the runtime that spawned
-    /// it, or when the returned task is aborted.
+    /// It runs on a thread of its own at a lower CPU priority, with its own
+    /// read-model connection: projecting a batch is a burst of work in this
+    /// process that otherwise took a core from the token endpoint every few
+    /// tens of milliseconds, and that can wait a little. On PostgreSQL too,
+    /// where the statements are the server's work but building and sending
+    /// them is ours: client credentials over 6 interleaved rounds, 18.1k ->
+    /// 20.2k and 20.9k -> 21.9k tokens/s at 32 connections, 22.5k -> 25.1k at
+    /// 64 (4 rounds), against the runner on the shared runtime and pool. It
+    /// stops with the runtime that spawned it, or when the returned task is
+    /// aborted.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
-        if self.db.is_postgres() {
-            return tokio::spawn(self.run());
-        }
         let (keep, stopped) = tokio::sync::oneshot::channel::<()>();
         let started = std::thread::Builder::new().name("grantd-projections".into()).spawn(move || {
             lower_this_threads_priority();
