@@ -124,7 +124,14 @@ cleanup() {
     kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done
   if [ -n "$PG_DB" ] && [ "$KEEP" != 1 ]; then
-    psql "$PG_ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
+    # FORCE may not end an autovacuum worker (a superuser's) on behalf of a
+    # plain role and then drops nothing; a plain DROP does end it. Retried
+    # while the stopped server's backends are still exiting.
+    for _ in 1 2 3 4 5; do
+      psql "$PG_ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 ||
+        psql "$PG_ADMIN_URL" -qAtc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null 2>&1 && break
+      sleep 1
+    done
   fi
   # A full run leaves ~1 GB of SQLite files; kept, they filled the disk.
   if [ -n "$DB_FILE" ] && [ "$KEEP" != 1 ]; then
