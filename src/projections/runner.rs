@@ -14,19 +14,12 @@ use crate::db::Db;
 use crate::eventstore::{EventStore, RecordedEvent, StoreError};
 
 const BATCH: i64 = 1000;
-/// How long the runner lets new events gather before projecting them on
-/// SQLite. The batch it then projects is a burst of work, and the burst's
-/// length, not the number of bursts, sets how long the appends that run
-/// beside it wait.
-const COALESCE_SQLITE: Duration = Duration::from_millis(5);
-/// The same on PostgreSQL, longer: each transaction costs the server seven
-/// round trips and a commit whatever its size (about 0.4 ms of its CPU), and
-/// the runner's thread as much again. Client credentials, 8 interleaved
-/// rounds, 50 ms against 5 ms: 17.3k -> 18.9k tokens/s at 32 connections,
-/// 7 µs less machine CPU per token; at 64 connections the same rate and a
-/// p99 within the rounds' spread (9.2 against 10.9 ms). A reader waiting for
-/// its writes (the admin API) cuts the wait short.
-const COALESCE_POSTGRES: Duration = Duration::from_millis(50);
+/// How long the runner lets new events gather before projecting them. The
+/// batch it then projects is a burst of work in the database, and the
+/// burst's length, not the number of bursts, sets how long the appends that
+/// run beside it wait (PostgreSQL under client-credentials load, 64
+/// connections: token p99 7.8–10.6 ms at 5 ms, 9.5–10.7 ms at 20 ms).
+const COALESCE: Duration = Duration::from_millis(5);
 /// Arbitrary constant naming the projections' lock on PostgreSQL.
 const PROJECTION_LOCK: i64 = 0x6772_616e_7470;
 
@@ -37,8 +30,6 @@ pub struct ProjectionRunner {
     projections: Arc<Vec<Box<dyn Projection>>>,
     /// The position every read model has reached, as this process knows it.
     reached: Arc<tokio::sync::watch::Sender<i64>>,
-    /// Someone waits for a position not reached yet: project now.
-    wanted: Arc<tokio::sync::Notify>,
 }
 
 fn statement_failed(e: sqlx::Error) -> StoreError {
@@ -118,31 +109,14 @@ impl Tx {
 
 impl ProjectionRunner {
     pub fn new(db: Db, store: EventStore) -> Self {
-        ProjectionRunner {
-            db,
-            store,
-            projections: Arc::new(super::all()),
-            reached: Arc::new(tokio::sync::watch::channel(0).0),
-            wanted: Arc::new(tokio::sync::Notify::new()),
-        }
+        ProjectionRunner { db, store, projections: Arc::new(super::all()), reached: Arc::new(tokio::sync::watch::channel(0).0) }
     }
 
     /// Waits until the read models include `position` (read-your-writes for
     /// the admin API); false after `timeout`.
     pub async fn wait_for(&self, position: i64, timeout: Duration) -> bool {
         let mut reached = self.reached.subscribe();
-        let waiting = async {
-            while *reached.borrow_and_update() < position {
-                // Cuts the runner's gathering short; again every few ms, in
-                // case the events arrived only after it woke.
-                self.wanted.notify_one();
-                if let Ok(Err(_)) = tokio::time::timeout(COALESCE_SQLITE, reached.changed()).await {
-                    return false;
-                }
-            }
-            true
-        };
-        tokio::time::timeout(timeout, waiting).await.unwrap_or(false)
+        tokio::time::timeout(timeout, reached.wait_for(|p| *p >= position)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// The lowest checkpoint: every projection has seen the log up to it.
@@ -281,7 +255,6 @@ impl ProjectionRunner {
                 }
             }
         };
-        let coalesce = if runner.db.is_postgres() { COALESCE_POSTGRES } else { COALESCE_SQLITE };
         loop {
             let start = match runner.catch_up(|_| {}).await {
                 Ok(position) => position,
@@ -294,11 +267,8 @@ impl ProjectionRunner {
             let mut wakeups = Box::pin(runner.store.subscribe(start).ready_chunks(BATCH as usize));
             while let Some(mut batch) = wakeups.next().await {
                 // Under load, let events gather so that one transaction
-                // projects many, unless a reader is waiting.
-                tokio::select! {
-                    () = tokio::time::sleep(coalesce) => {}
-                    () = runner.wanted.notified() => {}
-                }
+                // projects many.
+                tokio::time::sleep(COALESCE).await;
                 // Unconstrained: under tokio's cooperative budget the
                 // subscription reports "not ready" after ~128 events,
                 // which held the runner below the rate of the token
