@@ -166,23 +166,10 @@ impl Db {
     pub async fn with_own_read_model_connections(&self) -> Result<Db, DbError> {
         match self {
             Db::Sqlite { pool, read_models, options, url } => {
-                let read_models = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_with((*read_models.connect_options()).clone())
-                    .await
-                    .map_err(|e| DbError::Connect { url: url.clone(), reason: one_line(&e) })?;
+                let read_models = one_connection_like(read_models, url).await?;
                 Ok(Db::Sqlite { pool: pool.clone(), read_models, options: options.clone(), url: url.clone() })
             }
-            Db::Postgres { pool, url } => {
-                let pool = PgPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_with((*pool.connect_options()).clone())
-                    .await
-                    .map_err(|e| DbError::Connect { url: url.clone(), reason: one_line(&e) })?;
-                Ok(Db::Postgres { pool, url: url.clone() })
-            }
+            Db::Postgres { pool, url } => Ok(Db::Postgres { pool: one_connection_like(pool, url).await?, url: url.clone() }),
         }
     }
 
@@ -199,6 +186,16 @@ impl Db {
             Db::Postgres { pool, .. } => pool.close().await,
         }
     }
+}
+
+/// A pool of one connection, opened now, with the options of `pool`.
+async fn one_connection_like<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, url: &str) -> Result<sqlx::Pool<DB>, DbError> {
+    sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .map_err(|e| DbError::Connect { url: url.to_string(), reason: one_line(&e) })
 }
 
 /// Replaces the password of a URL so that it can be logged.
