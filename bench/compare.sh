@@ -11,7 +11,9 @@
 #
 # Environment (defaults in brackets): DURATION [10s] and WARMUP [3s] per run,
 # THREADS [2] (wrk -t), CONNECTIONS ["32 64"], SCENARIOS ["client_credentials
-# introspection jwks refresh flow"], GRANTD_PORT [18480], PEER_PORT [13000],
+# introspection jwks refresh flow"], ROUNDS [1: an odd count of measured runs
+# per server in the compared scenarios, grantd and the peer taking turns; the
+# table shows each one's median run], GRANTD_PORT [18480], PEER_PORT [13000],
 # GRANTD_WORKERS [cores], REFRESH_POOL [2048 refresh tokens minted per run],
 # GRACE [2 s of wrk after the last request may start], SKIP_BUILD [0],
 # KEEP [0: 1 keeps the database, SQLite or PostgreSQL], BENCH_OUT [bench/.runs/<time>],
@@ -44,6 +46,7 @@ GRANTD_PORT=${GRANTD_PORT:-18480}
 PEER_PORT=${PEER_PORT:-13000}
 REFRESH_POOL=${REFRESH_POOL:-2048}
 GRACE=${GRACE:-2}
+ROUNDS=${ROUNDS:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP=${KEEP:-0}
 PEER_SRC=${PEER_SRC:-$ROOT/../shared/peer}
@@ -61,6 +64,7 @@ DURATION_S=$(seconds "$DURATION")
 WARMUP_S=$(seconds "$WARMUP")
 [[ "$DURATION_S" =~ ^[0-9]+$ && "$DURATION_S" -ge 1 ]] || die "DURATION must be whole seconds (e.g. 10s), not $DURATION"
 [[ "$WARMUP_S" =~ ^[0-9]+$ ]] || die "WARMUP must be whole seconds (e.g. 3s), not $WARMUP"
+[[ "$ROUNDS" =~ ^[0-9]+$ && $((ROUNDS % 2)) = 1 ]] || die "ROUNDS must be an odd count (1, 3, 5 …), not $ROUNDS"
 for c in $CONNECTIONS; do [[ "$c" =~ ^[0-9]+$ && "$c" -ge "$THREADS" ]] || die "bad CONNECTIONS entry $c (>= THREADS)"; done
 for s in $SCENARIOS; do
   case "$s" in client_credentials | introspection | jwks | refresh | flow) ;; *) die "unknown scenario $s" ;; esac
@@ -353,7 +357,7 @@ PY
 run_wrk() {
   local phase=$1 scenario=$2 server=$3 pid=$4 conns=$5 secs=$6 issues=$7 url=$8
   shift 8
-  local out="$BENCH_OUT/$scenario-$server-c$conns-$phase"
+  local out="$BENCH_OUT/$scenario-$server-c$conns-$phase${ROUND_TAG:-}"
   local wrk_secs=$secs
   local stop=()
   if [ "$issues" = 1 ]; then
@@ -376,12 +380,12 @@ run_wrk() {
 run_pair() { # scenario server pid conns issues url [env...]: warm-up, then the measured run
   local scenario=$1 server=$2 pid=$3 conns=$4 issues=$5 url=$6
   shift 6
-  settle "$scenario-$server-c$conns"
+  settle "$scenario-$server-c$conns${ROUND_TAG:-}"
   if [ "$WARMUP_S" -gt 0 ]; then
     run_wrk warmup "$scenario" "$server" "$pid" "$conns" "$WARMUP_S" "$issues" "$url" "$@"
   fi
   run_wrk measure "$scenario" "$server" "$pid" "$conns" "$DURATION_S" "$issues" "$url" "$@"
-  log "$scenario $server c$conns: $(tail -n 1 "$RESULTS" | cut -f5-8 | tr '\t' ' ') (req/s p50 p99 errors)"
+  log "$scenario $server c$conns${ROUND_TAG:-}: $(tail -n 1 "$RESULTS" | cut -f5-8 | tr '\t' ' ') (req/s p50 p99 errors)"
 }
 
 flow_load() { # mode args...
@@ -413,14 +417,31 @@ G_AUTH=$(basic bench "$BENCH_SECRET")
 P_AUTH=$(basic bench benchsecret)
 W_AUTH=$(basic webapp "$WEBAPP_SECRET")
 
+# compare scenario conns: ROUNDS measured runs of each server, taking turns
+# (grantd first in odd rounds, the peer in even ones, so that neither always
+# runs on the other's heels). Needs G_ARGS and P_ARGS: issues url [env...].
+compare() {
+  local scenario=$1 conns=$2 round
+  for round in $(seq 1 "$ROUNDS"); do
+    ROUND_TAG=$([ "$ROUNDS" -gt 1 ] && echo "-r$round" || true)
+    if [ $((round % 2)) = 1 ]; then
+      run_pair "$scenario" grantd "$GRANTD_PID" "$conns" "${G_ARGS[@]}"
+      run_pair "$scenario" peer "$PEER_PID" "$conns" "${P_ARGS[@]}"
+    else
+      run_pair "$scenario" peer "$PEER_PID" "$conns" "${P_ARGS[@]}"
+      run_pair "$scenario" grantd "$GRANTD_PID" "$conns" "${G_ARGS[@]}"
+    fi
+  done
+  ROUND_TAG=""
+}
+
 for scenario in $SCENARIOS; do
   for conns in $CONNECTIONS; do
     case "$scenario" in
       client_credentials)
-        run_pair "$scenario" grantd "$GRANTD_PID" "$conns" 1 "$G/token" \
-          WRK_METHOD=POST WRK_PATH=/token WRK_AUTH="$G_AUTH" WRK_BODY="grant_type=client_credentials&scope=api"
-        run_pair "$scenario" peer "$PEER_PID" "$conns" 1 "$P/token" \
-          WRK_METHOD=POST WRK_PATH=/token WRK_AUTH="$P_AUTH" WRK_BODY="grant_type=client_credentials&scope=api:read"
+        G_ARGS=(1 "$G/token" WRK_METHOD=POST WRK_PATH=/token WRK_AUTH="$G_AUTH" WRK_BODY="grant_type=client_credentials&scope=api")
+        P_ARGS=(1 "$P/token" WRK_METHOD=POST WRK_PATH=/token WRK_AUTH="$P_AUTH" WRK_BODY="grant_type=client_credentials&scope=api:read")
+        compare "$scenario" "$conns"
         ;;
       introspection)
         g_token=$(curl -fsS -H "Authorization: $G_AUTH" -d 'grant_type=client_credentials&scope=api' "$G/token" |
@@ -432,14 +453,14 @@ for scenario in $SCENARIOS; do
           die "grantd does not introspect its token as active"
         curl -fsS -H "Authorization: $P_AUTH" -d "token=$p_token" "$P/token/introspection" | grep -q '"active":true' ||
           die "the peer does not introspect its token as active"
-        run_pair "$scenario" grantd "$GRANTD_PID" "$conns" 0 "$G/introspect" \
-          WRK_METHOD=POST WRK_PATH=/introspect WRK_AUTH="$G_AUTH" WRK_BODY="token=$g_token"
-        run_pair "$scenario" peer "$PEER_PID" "$conns" 0 "$P/token/introspection" \
-          WRK_METHOD=POST WRK_PATH=/token/introspection WRK_AUTH="$P_AUTH" WRK_BODY="token=$p_token"
+        G_ARGS=(0 "$G/introspect" WRK_METHOD=POST WRK_PATH=/introspect WRK_AUTH="$G_AUTH" WRK_BODY="token=$g_token")
+        P_ARGS=(0 "$P/token/introspection" WRK_METHOD=POST WRK_PATH=/token/introspection WRK_AUTH="$P_AUTH" WRK_BODY="token=$p_token")
+        compare "$scenario" "$conns"
         ;;
       jwks)
-        run_pair "$scenario" grantd "$GRANTD_PID" "$conns" 0 "$G/jwks" WRK_METHOD=GET WRK_PATH=/jwks
-        run_pair "$scenario" peer "$PEER_PID" "$conns" 0 "$P/jwks" WRK_METHOD=GET WRK_PATH=/jwks
+        G_ARGS=(0 "$G/jwks" WRK_METHOD=GET WRK_PATH=/jwks)
+        P_ARGS=(0 "$P/jwks" WRK_METHOD=GET WRK_PATH=/jwks)
+        compare "$scenario" "$conns"
         ;;
       refresh)
         log "minting 2 x $REFRESH_POOL refresh tokens (c$conns)"
@@ -472,11 +493,21 @@ RSS_KB=$(awk '/^VmRSS:/{print $2}' "/proc/$GRANTD_PID/status")
 HWM_KB=$(awk '/^VmHWM:/{print $2}' "/proc/$GRANTD_PID/status")
 PEER_RSS_KB=$(awk '/^VmRSS:/{print $2}' "/proc/$PEER_PID/status")
 
-python3 - "$RESULTS" "$DB_KIND" "$DURATION_S" "$THREADS" "$RSS_KB" "${PG_SETTINGS:-}" <<'PY'
+python3 - "$RESULTS" "$DB_KIND" "$DURATION_S" "$THREADS" "$RSS_KB" "${PG_SETTINGS:-}" "$ROUNDS" <<'PY'
 import csv, sys
-path, db, duration, threads, rss_kb, pg_settings = sys.argv[1:7]
-rows = [r for r in csv.DictReader(open(path), delimiter="\t") if r["phase"] == "measure"]
-by = {(r["scenario"], r["server"], r["conns"]): r for r in rows}
+path, db, duration, threads, rss_kb, pg_settings, rounds = sys.argv[1:8]
+measured = [r for r in csv.DictReader(open(path), delimiter="\t") if r["phase"] == "measure"]
+runs = {}
+for r in measured:
+    runs.setdefault((r["scenario"], r["server"], r["conns"]), []).append(r)
+# Each server's median run by rate (ROUNDS is odd), with the errors of all
+# its runs: the targets ask for none in any.
+by = {}
+for key, rs in runs.items():
+    median = dict(sorted(rs, key=lambda r: float(r["rate"]))[len(rs) // 2])
+    median["errors"] = str(sum(int(r["errors"]) for r in rs))
+    by[key] = median
+rows = list(by.values())
 order = ["client_credentials", "introspection", "jwks", "refresh", "flow"]
 label = {"client_credentials": "client_credentials", "introspection": "introspection", "jwks": "jwks",
          "refresh": "refresh_rotation", "flow": "auth_code_flow (flows/s)"}
@@ -494,7 +525,8 @@ for scenario, conns in keys:
     ratio = f'{float(g["rate"]) / float(p["rate"]):.2f}x' if g and p and float(p["rate"]) > 0 else "-"
     table.append([label[scenario], str(conns)] + cells(g) + cells(p) + [ratio])
 widths = [max(len(row[i]) for row in [head] + table) for i in range(len(head))]
-print(f"\ngrantd vs peer: {db}, wrk -t{threads}, {duration} s per run")
+runs_note = f", median of {rounds} runs each (taking turns), errors of all runs" if int(rounds) > 1 else ""
+print(f"\ngrantd vs peer: {db}, wrk -t{threads}, {duration} s per run{runs_note}")
 if pg_settings:
     print(pg_settings)
 fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
@@ -503,7 +535,8 @@ print("  ".join("-" * w for w in widths))
 for row in table:
     print(fmt(row))
 
-print("\nwhere the CPU went in the measured runs (% of one core; the machine has 200), and the server's RSS after each run")
+print("\nwhere the CPU went in the measured runs (" + ("the median ones; " if int(rounds) > 1 else "")
+      + "% of one core; the machine has 200), and the server's RSS after each run")
 head = ["scenario", "conns", "server", "server cpu", "postgres", "load gen", "other", "machine", "RSS MiB"]
 table = [[label[r["scenario"]], r["conns"], r["server"], r["cpu_server"], r["cpu_pg"], r["cpu_loadgen"], r["cpu_other"],
           r["cpu_total"], r["rss_mib"]] for r in sorted(rows, key=lambda r: (order.index(r["scenario"]), int(r["conns"]), r["server"]))]
