@@ -289,6 +289,24 @@ pg_pids() {
   fi
   return 0
 }
+# "pid ticks" for each of those processes that is alive.
+proc_ticks_each() {
+  local pid
+  for pid in "$@"; do echo "$pid $(proc_ticks "$pid")"; done
+}
+# The ticks the processes of a proc_ticks_each list spent since it was taken.
+# One that has exited since counts 0: summing the same pids again would take
+# its earlier ticks off the total (an autovacuum worker that finished during
+# a peer's run made PostgreSQL's share negative).
+ticks_since() {
+  local pid before now total=0
+  while read -r pid before; do
+    [ -n "$pid" ] || continue
+    now=$(proc_ticks "$pid")
+    [ "$now" -ge "$before" ] && total=$((total + now - before))
+  done <<<"$1"
+  echo "$total"
+}
 cpu_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 rss_mib() { awk '/^VmRSS:/{printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
@@ -317,21 +335,20 @@ SNAP_PG=""
 CPU_FIELDS=""
 times_s() { awk 'NR == 2 { split($1, a, "m"); split($2, b, "m"); printf "%.3f", a[1] * 60 + a[2] + b[1] * 60 + b[2] }' "$1"; }
 snap_begin() { # server pid
-  SNAP_PG=$(pg_pids)
-  # shellcheck disable=SC2086 # pid list
-  SNAP="$(proc_ticks "$1") $(proc_ticks $SNAP_PG) $(cpu_busy) $(date +%s.%N)"
+  # shellcheck disable=SC2046 # pid list
+  SNAP_PG=$(proc_ticks_each $(pg_pids))
+  SNAP="$(proc_ticks "$1") $(cpu_busy) $(date +%s.%N)"
   times >"$BENCH_OUT/.times0"
 }
 snap_end() { # server pid -> CPU_FIELDS
   times >"$BENCH_OUT/.times1"
-  local s0 p0 t0 w0 s1 p1 t1 w1
-  read -r s0 p0 t0 w0 <<<"$SNAP"
+  local s0 t0 w0 s1 p t1 w1
+  read -r s0 t0 w0 <<<"$SNAP"
   s1=$(proc_ticks "$1")
-  # shellcheck disable=SC2086
-  p1=$(proc_ticks $SNAP_PG)
+  p=$(ticks_since "$SNAP_PG")
   t1=$(cpu_busy)
   w1=$(date +%s.%N)
-  CPU_FIELDS=$(awk -v s="$((s1 - s0))" -v p="$((p1 - p0))" -v t="$((t1 - t0))" -v w0="$w0" -v w1="$w1" -v hz="$CLK_TCK" \
+  CPU_FIELDS=$(awk -v s="$((s1 - s0))" -v p="$p" -v t="$((t1 - t0))" -v w0="$w0" -v w1="$w1" -v hz="$CLK_TCK" \
     -v l0="$(times_s "$BENCH_OUT/.times0")" -v l1="$(times_s "$BENCH_OUT/.times1")" -v rss="$(rss_mib "$1")" \
     'BEGIN { w = w1 - w0; l = (l1 - l0) * hz; o = t - s - p - l; if (o < 0) o = 0
              printf "%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s", 100*s/hz/w, 100*p/hz/w, 100*l/hz/w, 100*t/hz/w, 100*o/hz/w, rss }')
