@@ -289,7 +289,7 @@ pg_pids() {
   fi
   return 0
 }
-# "pid ticks" for each of those processes that is alive.
+# "pid ticks" for each of those processes (0 ticks for one that is gone).
 proc_ticks_each() {
   local pid
   for pid in "$@"; do echo "$pid $(proc_ticks "$pid")"; done
@@ -314,15 +314,14 @@ rss_mib() { awk '/^VmRSS:/{printf "%.0f", $2/1024}' "/proc/$1/status"; }
 # caught up, the last run's stragglers done), at most 60 s; logs how long it
 # took. Other processes on the machine are not waited for.
 settle() {
-  local a b start=$SECONDS pg
+  local before start=$SECONDS pg
   pg=$(pg_pids)
   # shellcheck disable=SC2086 # pid list
   while [ $((SECONDS - start)) -lt 60 ]; do
-    a=$(proc_ticks "$GRANTD_PID" "$PEER_PID" $pg)
+    before=$(proc_ticks_each "$GRANTD_PID" "$PEER_PID" $pg)
     sleep 0.5
-    b=$(proc_ticks "$GRANTD_PID" "$PEER_PID" $pg)
     # < 10% of one core over 0.5 s
-    [ $(((b - a) * 100 / CLK_TCK)) -lt 5 ] && break
+    [ $(($(ticks_since "$before") * 100 / CLK_TCK)) -lt 5 ] && break
   done
   echo "settle before $1: $((SECONDS - start)) s" >>"$BENCH_OUT/settle.log"
 }
