@@ -272,13 +272,15 @@ add_tokens() { TOKENS_EXPECTED=$((TOKENS_EXPECTED + $1)); }
 # --- measuring ------------------------------------------------------------------
 
 CLK_TCK=$(getconf CLK_TCK)
-proc_ticks() { # pids... -> utime+stime of those processes
-  local total=0 pid f
+proc_ticks_each() { # pids... -> "pid utime+stime" for each that is alive
+  local pid f
   for pid in "$@"; do
     f=$(cut -d' ' -f14,15 "/proc/$pid/stat" 2>/dev/null) || continue
-    total=$((total + ${f% *} + ${f#* }))
+    echo "$pid $((${f% *} + ${f#* }))"
   done
-  echo "$total"
+}
+proc_ticks() { # pids... -> utime+stime of those processes
+  proc_ticks_each "$@" | awk '{ t += $2 } END { print t + 0 }'
 }
 # PostgreSQL's share: the backends of the bench database and the server's
 # background processes (the cluster may serve other databases too).
@@ -289,23 +291,16 @@ pg_pids() {
   fi
   return 0
 }
-# "pid ticks" for each of those processes (0 ticks for one that is gone).
-proc_ticks_each() {
-  local pid
-  for pid in "$@"; do echo "$pid $(proc_ticks "$pid")"; done
-}
 # The ticks the processes of a proc_ticks_each list spent since it was taken.
 # One that has exited since counts 0: summing the same pids again would take
 # its earlier ticks off the total (an autovacuum worker that finished during
 # a peer's run made PostgreSQL's share negative).
 ticks_since() {
-  local pid before now total=0
-  while read -r pid before; do
-    [ -n "$pid" ] || continue
-    now=$(proc_ticks "$pid")
-    [ "$now" -ge "$before" ] && total=$((total + now - before))
-  done <<<"$1"
-  echo "$total"
+  local pids
+  pids=$(cut -d' ' -f1 <<<"$1")
+  # shellcheck disable=SC2086 # pid list
+  awk 'NR == FNR { before[$1] = $2; next } ($1 in before) && $2 >= before[$1] { t += $2 - before[$1] } END { print t + 0 }' \
+    <(echo "$1") <(proc_ticks_each $pids)
 }
 cpu_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 rss_mib() { awk '/^VmRSS:/{printf "%.0f", $2/1024}' "/proc/$1/status"; }
