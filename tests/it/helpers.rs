@@ -13,6 +13,8 @@ pub struct TestDb {
     /// Append batches committing at once (PostgreSQL; see `EventStore::open_pipelined`).
     pub appends_in_flight: usize,
     _dir: Option<tempfile::TempDir>,
+    /// PostgreSQL: the admin URL and the database to drop with this value.
+    dropped_with: Option<(String, String)>,
 }
 
 /// The PostgreSQL server for tests, as an admin URL (any database).
@@ -32,17 +34,18 @@ impl TestDb {
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("grantd.db").display());
-        TestDb { url, backend: "sqlite", appends_in_flight: 1, _dir: Some(dir) }
+        TestDb { url, backend: "sqlite", appends_in_flight: 1, _dir: Some(dir), dropped_with: None }
     }
 
     pub async fn postgres(admin_url: &str) -> TestDb {
-        let name = format!("grantd_test_{}", uuid::Uuid::new_v4().simple());
         let admin = sqlx::PgPool::connect(admin_url).await.expect("connect to the test PostgreSQL");
+        SWEPT.get_or_init(|| sweep_databases_of_ended_runs(&admin)).await;
+        let name = format!("{}{}", database_prefix(std::process::id()), &uuid::Uuid::new_v4().simple().to_string()[..16]);
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create test database");
         admin.close().await;
         let mut url = url::Url::parse(admin_url).expect("admin url");
         url.set_path(&name);
-        TestDb { url: url.to_string(), backend: "postgres", appends_in_flight: 1, _dir: None }
+        TestDb { url: url.to_string(), backend: "postgres", appends_in_flight: 1, _dir: None, dropped_with: Some((admin_url.into(), name)) }
     }
 
     /// A connected, migrated database.
@@ -57,6 +60,83 @@ impl TestDb {
         let store = EventStore::open_pipelined(&db, self.appends_in_flight).await.expect("open store");
         (db, store)
     }
+}
+
+/// A test's PostgreSQL database goes with it, as a SQLite one goes with its
+/// temporary directory (a developer's server otherwise kept every test
+/// database of every run). `WITH (FORCE)` ends the connections of a server
+/// the test left running. The drop runs on a thread and runtime of its own
+/// and nobody waits for it: blocking the test's runtime left that server's
+/// connection attempts half-authenticated, and PostgreSQL's drop then waited
+/// for them up to the 60 s authentication timeout. A drop that the end of
+/// the process cuts short is done by the next run ([`SWEPT`]).
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.dropped_with.take() else { return };
+        std::thread::spawn(move || {
+            let dropped = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|runtime| runtime.block_on(drop_database(&admin_url, &name)));
+            if let Err(e) = dropped {
+                eprintln!("could not drop the test database {name}: {e}");
+            }
+        });
+    }
+}
+
+/// Test databases are named `grantd_test_<host>_<pid>_<random>`, by the
+/// host and process that created them.
+fn database_prefix(pid: u32) -> String {
+    format!("{}{pid}_", host_prefix())
+}
+
+fn host_prefix() -> String {
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .take(12)
+        .collect();
+    format!("grantd_test_{host}_")
+}
+
+/// Once per test process: the databases of earlier runs on this host whose
+/// process has ended (their drops were cut short), and those of versions
+/// that did not drop their databases (`grantd_test_<uuid>`, dropped only if
+/// nobody is connected).
+static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+async fn sweep_databases_of_ended_runs(admin: &sqlx::PgPool) {
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'grantd\\_test\\_%'")
+        .fetch_all(admin)
+        .await
+        .unwrap_or_default();
+    let this_host = host_prefix();
+    for name in names {
+        let ended = match name.strip_prefix(this_host.as_str()).and_then(|rest| rest.split('_').next()?.parse::<u32>().ok()) {
+            // Without /proc (not Linux) nothing tells an ended run: none is swept.
+            Some(pid) => std::path::Path::new("/proc/self").exists() && !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            None => false,
+        };
+        let legacy = name.len() == "grantd_test_".len() + 32 && name["grantd_test_".len()..].chars().all(|c| c.is_ascii_hexdigit());
+        if ended || legacy {
+            // Another run's database still in use (legacy names) is left alone.
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop_statement(&name, ended))).execute(admin).await;
+        }
+    }
+}
+
+fn drop_statement(name: &str, force: bool) -> String {
+    format!("DROP DATABASE IF EXISTS {name}{}", if force { " WITH (FORCE)" } else { "" })
+}
+
+async fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.map_err(|e| e.to_string())?;
+    sqlx::query(sqlx::AssertSqlSafe(drop_statement(name, true))).execute(&mut admin).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// SQLite always; PostgreSQL when `GRANTD_TEST_POSTGRES_URL` is set (and
@@ -74,7 +154,9 @@ pub async fn backends() -> Vec<TestDb> {
 pub async fn backends_and_pipelined_postgres() -> Vec<TestDb> {
     let mut dbs = backends().await;
     if let Some(admin) = postgres_admin_url() {
-        dbs.push(TestDb { appends_in_flight: 2, backend: "postgres, 2 appends in flight", ..TestDb::postgres(&admin).await });
+        let mut pipelined = TestDb::postgres(&admin).await;
+        (pipelined.appends_in_flight, pipelined.backend) = (2, "postgres, 2 appends in flight");
+        dbs.push(pipelined);
     }
     dbs
 }
