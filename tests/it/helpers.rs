@@ -13,8 +13,8 @@ pub struct TestDb {
     /// Append batches committing at once (PostgreSQL; see `EventStore::open_pipelined`).
     pub appends_in_flight: usize,
     _dir: Option<tempfile::TempDir>,
-    /// PostgreSQL: the admin URL and the database to drop with this value.
-    dropped_with: Option<(String, String)>,
+    /// PostgreSQL: the admin URL to drop this database (named by `url`) with.
+    dropped_with: Option<String>,
 }
 
 /// The PostgreSQL server for tests, as an admin URL (any database).
@@ -40,12 +40,12 @@ impl TestDb {
     pub async fn postgres(admin_url: &str) -> TestDb {
         let admin = sqlx::PgPool::connect(admin_url).await.expect("connect to the test PostgreSQL");
         SWEPT.get_or_init(|| sweep_databases_of_ended_runs(&admin)).await;
-        let name = format!("{}{}", database_prefix(std::process::id()), &uuid::Uuid::new_v4().simple().to_string()[..16]);
+        let name = format!("{}{}_{}", *HOST_PREFIX, std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..16]);
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create test database");
         admin.close().await;
         let mut url = url::Url::parse(admin_url).expect("admin url");
         url.set_path(&name);
-        TestDb { url: url.to_string(), backend: "postgres", appends_in_flight: 1, _dir: None, dropped_with: Some((admin_url.into(), name)) }
+        TestDb { url: url.to_string(), backend: "postgres", appends_in_flight: 1, _dir: None, dropped_with: Some(admin_url.into()) }
     }
 
     /// A connected, migrated database.
@@ -72,13 +72,17 @@ impl TestDb {
 /// the process cuts short is done by the next run ([`SWEPT`]).
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some((admin_url, name)) = self.dropped_with.take() else { return };
+        let Some(admin_url) = self.dropped_with.take() else { return };
+        let name = url::Url::parse(&self.url).map(|u| u.path().trim_start_matches('/').to_string()).unwrap_or_default();
         std::thread::spawn(move || {
-            let dropped = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-                .and_then(|runtime| runtime.block_on(drop_database(&admin_url, &name)));
+            let dropped =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(sqlx::Error::from).and_then(|runtime| {
+                    runtime.block_on(async {
+                        use sqlx::Connection;
+                        let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                        drop_database(&mut admin, &name, true).await
+                    })
+                });
             if let Err(e) = dropped {
                 eprintln!("could not drop the test database {name}: {e}");
             }
@@ -86,13 +90,11 @@ impl Drop for TestDb {
     }
 }
 
-/// Test databases are named `grantd_test_<host>_<pid>_<random>`, by the
-/// host and process that created them.
-fn database_prefix(pid: u32) -> String {
-    format!("{}{pid}_", host_prefix())
-}
+const TEST_DATABASE: &str = "grantd_test_";
 
-fn host_prefix() -> String {
+/// Test databases are named `grantd_test_<host>_<pid>_<random>`, by the
+/// host and process that created them; this is the part before the pid.
+static HOST_PREFIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap_or_default()
         .chars()
@@ -100,13 +102,14 @@ fn host_prefix() -> String {
         .map(|c| c.to_ascii_lowercase())
         .take(12)
         .collect();
-    format!("grantd_test_{host}_")
-}
+    format!("{TEST_DATABASE}{host}_")
+});
 
 /// Once per test process: the databases of earlier runs on this host whose
 /// process has ended (their drops were cut short), and those of versions
-/// that did not drop their databases (`grantd_test_<uuid>`, dropped only if
-/// nobody is connected).
+/// that did not drop their databases (`grantd_test_<32 hex>`, dropped only
+/// if nobody is connected). Without /proc (not Linux) nothing tells an
+/// ended run, and only the latter are swept.
 static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
 async fn sweep_databases_of_ended_runs(admin: &sqlx::PgPool) {
@@ -114,29 +117,24 @@ async fn sweep_databases_of_ended_runs(admin: &sqlx::PgPool) {
         .fetch_all(admin)
         .await
         .unwrap_or_default();
-    let this_host = host_prefix();
+    let proc_fs = std::path::Path::new("/proc/self").exists();
     for name in names {
-        let ended = match name.strip_prefix(this_host.as_str()).and_then(|rest| rest.split('_').next()?.parse::<u32>().ok()) {
-            // Without /proc (not Linux) nothing tells an ended run: none is swept.
-            Some(pid) => std::path::Path::new("/proc/self").exists() && !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            None => false,
-        };
-        let legacy = name.len() == "grantd_test_".len() + 32 && name["grantd_test_".len()..].chars().all(|c| c.is_ascii_hexdigit());
+        let ended = proc_fs
+            && name
+                .strip_prefix(HOST_PREFIX.as_str())
+                .and_then(|rest| rest.split('_').next()?.parse::<u32>().ok())
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+        let legacy = name.strip_prefix(TEST_DATABASE).is_some_and(|id| id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()));
         if ended || legacy {
             // Another run's database still in use (legacy names) is left alone.
-            let _ = sqlx::query(sqlx::AssertSqlSafe(drop_statement(&name, ended))).execute(admin).await;
+            let _ = drop_database(admin, &name, ended).await;
         }
     }
 }
 
-fn drop_statement(name: &str, force: bool) -> String {
-    format!("DROP DATABASE IF EXISTS {name}{}", if force { " WITH (FORCE)" } else { "" })
-}
-
-async fn drop_database(admin_url: &str, name: &str) -> Result<(), String> {
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(admin_url).await.map_err(|e| e.to_string())?;
-    sqlx::query(sqlx::AssertSqlSafe(drop_statement(name, true))).execute(&mut admin).await.map(|_| ()).map_err(|e| e.to_string())
+async fn drop_database<'c>(admin: impl sqlx::PgExecutor<'c>, name: &str, force: bool) -> Result<(), sqlx::Error> {
+    let drop = format!("DROP DATABASE IF EXISTS {name}{}", if force { " WITH (FORCE)" } else { "" });
+    sqlx::query(sqlx::AssertSqlSafe(drop)).execute(admin).await.map(|_| ())
 }
 
 /// SQLite always; PostgreSQL when `GRANTD_TEST_POSTGRES_URL` is set (and
