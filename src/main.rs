@@ -30,6 +30,8 @@ fn main() -> ExitCode {
     // The event store's writer, its follower, the projection runner and the
     // live view are tokio tasks: give them a multi-threaded runtime rather
     // than the System's single thread, next to actix-web's own workers.
+    // (One worker instead of one per core gained nothing on two cores:
+    // 15.2k against 16.0k tokens/s on PostgreSQL, medians of 4 rounds.)
     actix_web::rt::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts")
     })
